@@ -1,0 +1,28 @@
+// Op identities, names, and what each device supports.
+#pragma once
+
+#include <initializer_list>
+
+#include "engine/core/tensor.h"
+#include "engine/ops/op_list.h"
+
+namespace graft::ops {
+
+enum class OpId : int {
+#define GRAFT_OP_ENUM(id, name) id,
+  GRAFT_OP_LIST(GRAFT_OP_ENUM)
+#undef GRAFT_OP_ENUM
+      count
+};
+
+constexpr int kNumOps = static_cast<int>(OpId::count);
+
+const char* op_name(OpId op);
+bool supports(OpId op, Device device, DType dtype);
+
+// Throws unless every defined tensor is on one device and `op` supports that
+// device with that tensor's dtype. Names the op, the offending tensor and what
+// is supported. Mismatched devices are an error: never an implicit copy.
+void check_supported(OpId op, std::initializer_list<const Tensor*> tensors);
+
+}  // namespace graft::ops

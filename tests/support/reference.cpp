@@ -1,0 +1,78 @@
+#include "tests/support/reference.h"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+namespace graft::testing {
+
+Generator test_generator() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "no-test";
+  return Generator(std::hash<std::string>{}(name));
+}
+
+Tensor random_tensor(const Shape& shape, Generator& gen, float lo, float hi) {
+  return Tensor::rand(shape, gen, lo, hi);
+}
+
+Tensor random_tensor_away_from(const Shape& shape, Generator& gen, float lo, float hi,
+                               const std::vector<float>& avoid, float gap) {
+  Tensor t = Tensor::rand(shape, gen, lo, hi);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    for (float a : avoid) {
+      if (std::fabs(p[i] - a) < gap) p[i] = (p[i] < a) ? a - gap - 0.5f * gap : a + gap + 0.5f * gap;
+    }
+  }
+  return t;
+}
+
+std::vector<double> to_double(const Tensor& t) {
+  std::vector<float> v = t.to_vector();
+  return std::vector<double>(v.begin(), v.end());
+}
+
+double rel_l2_error(const std::vector<float>& a, const std::vector<double>& ref) {
+  if (a.size() != ref.size()) return std::numeric_limits<double>::infinity();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) || std::isnan(ref[i])) return std::numeric_limits<double>::infinity();
+    const double d = a[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  if (den == 0) return std::sqrt(num);
+  return std::sqrt(num / den);
+}
+
+double max_abs_error(const std::vector<float>& a, const std::vector<double>& ref) {
+  if (a.size() != ref.size()) return std::numeric_limits<double>::infinity();
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) || std::isnan(ref[i])) return std::numeric_limits<double>::infinity();
+    m = std::max(m, std::fabs(a[i] - ref[i]));
+  }
+  return m;
+}
+
+::testing::AssertionResult all_close(const std::vector<float>& a, const std::vector<double>& ref, double rtol,
+                                     double atol) {
+  if (a.size() != ref.size())
+    return ::testing::AssertionFailure() << "size " << a.size() << " vs reference " << ref.size();
+  std::ostringstream os;
+  int misses = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const bool ok = !std::isnan(a[i]) && std::fabs(a[i] - ref[i]) <= atol + rtol * std::fabs(ref[i]);
+    if (!ok) {
+      if (misses < 8) os << "\n  [" << i << "] got " << a[i] << ", reference " << ref[i];
+      ++misses;
+    }
+  }
+  if (misses == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << misses << " of " << a.size() << " elements differ (rtol " << rtol
+                                       << ", atol " << atol << "):" << os.str();
+}
+
+}  // namespace graft::testing

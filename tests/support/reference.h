@@ -1,0 +1,35 @@
+// Test helpers: random inputs and comparisons against float64 references.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/core/rng.h"
+#include "engine/core/tensor.h"
+#include "gtest/gtest.h"
+
+namespace graft::testing {
+
+// A fresh generator per test, seeded from the test's name so that every test
+// draws its own inputs and reruns draw the same ones.
+Generator test_generator();
+
+// Uniform in [lo, hi), f32, contiguous, CPU.
+Tensor random_tensor(const Shape& shape, Generator& gen, float lo = -1.f, float hi = 1.f);
+// Uniform in [lo, hi) but at least `gap` away from each value in `avoid`
+// (kinks of relu, clip, hardswish...), so finite differences are meaningful.
+Tensor random_tensor_away_from(const Shape& shape, Generator& gen, float lo, float hi,
+                               const std::vector<float>& avoid, float gap);
+
+std::vector<double> to_double(const Tensor& t);  // logical order
+
+// ||a - b|| / ||b|| (b the reference); +inf if either has a NaN.
+double rel_l2_error(const std::vector<float>& a, const std::vector<double>& ref);
+double max_abs_error(const std::vector<float>& a, const std::vector<double>& ref);
+
+// Elementwise |a - ref| <= atol + rtol * |ref|; reports the first few misses.
+::testing::AssertionResult all_close(const std::vector<float>& a, const std::vector<double>& ref, double rtol,
+                                     double atol);
+
+}  // namespace graft::testing
