@@ -153,6 +153,14 @@ TEST(CrossEntropyForward, AllIgnoredMeanIsNaNSumIsZero) {
   EXPECT_EQ(cross_entropy(x, t, opt).item(), 0.f);
   opt.reduction = Reduction::none;
   EXPECT_EQ(cross_entropy(x, t, opt).to_vector(), std::vector<float>(3, 0.f));
+  // No samples at all: the same.
+  Tensor x0 = Tensor::zeros({0, 4});
+  Tensor t0 = Tensor::from_vector_i64({}, {0});
+  EXPECT_EQ(cross_entropy(x0, t0, opt).shape(), Shape{0});
+  opt.reduction = Reduction::sum;
+  EXPECT_EQ(cross_entropy(x0, t0, opt).item(), 0.f);
+  opt.reduction = Reduction::mean;
+  EXPECT_TRUE(std::isnan(cross_entropy(x0, t0, opt).item()));
 }
 
 TEST(CrossEntropyForward, UniformLogitsGiveLogC) {
