@@ -47,4 +47,12 @@ GRAFT_HD Philox4 philox_block(uint64_t seed, uint64_t counter) {
 // [0, 1) with 24 random bits.
 GRAFT_HD float philox_uniform(uint32_t u) { return static_cast<float>(u >> 8) * (1.0f / 16777216.0f); }
 
+// [lo, hi): lo + (hi - lo) * u rounds to hi itself for some ranges (e.g. [10,
+// 10.5) or [100, 101), where u's last step is below half an ulp of hi); such a
+// value becomes `below_hi`, the largest float under hi (nextafter(hi, lo)).
+GRAFT_HD float philox_uniform_range(uint32_t u, float lo, float hi, float below_hi) {
+  const float v = lo + (hi - lo) * philox_uniform(u);
+  return (v >= hi && hi > lo) ? below_hi : v;
+}
+
 }  // namespace graft::kernels

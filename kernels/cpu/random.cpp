@@ -8,13 +8,13 @@ namespace graft::kernels::cpu {
 
 void fill_uniform(float* out, int64_t n, float lo, float hi, RandomParams p) {
   const int64_t blocks = (n + 3) / 4;
-  const float scale = hi - lo;
+  const float below_hi = std::nextafter(hi, lo);
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t b = 0; b < blocks; ++b) {
     const Philox4 r = philox_block(p.seed, p.offset + static_cast<uint64_t>(b));
     for (int l = 0; l < 4; ++l) {
       const int64_t i = b * 4 + l;
-      if (i < n) out[i] = lo + scale * philox_uniform(r.v[l]);
+      if (i < n) out[i] = philox_uniform_range(r.v[l], lo, hi, below_hi);
     }
   }
 }

@@ -2,18 +2,21 @@
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/random.h"
 
+#include <cmath>
+
 namespace graft::kernels::cuda {
 
 namespace {
 // One thread per Philox block of four numbers.
-__global__ void fill_uniform_kernel(float* out, int64_t n, float lo, float scale, uint64_t seed, uint64_t offset) {
+__global__ void fill_uniform_kernel(float* out, int64_t n, float lo, float hi, float below_hi, uint64_t seed,
+                                    uint64_t offset) {
   const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (b * 4 >= n) return;
   const Philox4 r = philox_block(seed, offset + static_cast<uint64_t>(b));
 #pragma unroll
   for (int l = 0; l < 4; ++l) {
     const int64_t i = b * 4 + l;
-    if (i < n) out[i] = lo + scale * philox_uniform(r.v[l]);
+    if (i < n) out[i] = philox_uniform_range(r.v[l], lo, hi, below_hi);
   }
 }
 
@@ -43,7 +46,8 @@ unsigned grid_for(int64_t n, int threads) {
 void fill_uniform(float* out, int64_t n, float lo, float hi, cpu::RandomParams p, cudaStream_t stream) {
   if (n == 0) return;
   constexpr int kThreads = 256;
-  fill_uniform_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(out, n, lo, hi - lo, p.seed, p.offset);
+  fill_uniform_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(out, n, lo, hi, std::nextafter(hi, lo), p.seed,
+                                                                       p.offset);
   GRAFT_KERNEL_LAUNCH_CHECK();
 }
 
