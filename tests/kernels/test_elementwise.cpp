@@ -191,6 +191,21 @@ TEST(Elementwise, UnaryOpsMatchFloat64) {
   }
 }
 
+TEST(Elementwise, ScalarOperators) {
+  Generator gen = testing::test_generator();
+  Tensor x = Tensor::rand({3, 7}, gen, -2.f, 2.f), y = Tensor::rand({7}, gen, 0.5f, 2.f);
+  auto ref = [&](const std::function<double(double)>& f) { return map_reference(x, f); };
+  EXPECT_TRUE(all_close((x - 1.5).to_vector(), ref([](double v) { return v - 1.5; }), kRtol, kAtol));
+  EXPECT_TRUE(all_close((x / 3.0).to_vector(), ref([](double v) { return v / 3.0; }), kRtol, kAtol));
+  EXPECT_TRUE(all_close((2.5 * x).to_vector(), ref([](double v) { return 2.5 * v; }), kRtol, kAtol));
+  EXPECT_TRUE(all_close((1.0 + x).to_vector(), ref([](double v) { return 1.0 + v; }), kRtol, kAtol));
+  EXPECT_TRUE(all_close((x * 2.0 + 1.0).to_vector(), ref([](double v) { return 2 * v + 1; }), kRtol, kAtol));
+  EXPECT_TRUE(all_close((-x).to_vector(), ref([](double v) { return -v; }), 0, 0));
+  EXPECT_TRUE(all_close((x / y - x * y + x - y).to_vector(),
+                        binary_reference(x, y, {3, 7}, [](double a, double b) { return a / b - a * b + a - b; }), kRtol,
+                        kAtol));
+}
+
 TEST(Elementwise, EmptyTensorsGiveEmptyResults) {
   Tensor e = Tensor::empty({0, 3});
   EXPECT_EQ(relu(e).shape(), (Shape{0, 3}));
