@@ -59,15 +59,18 @@ Tensor reduce(OpId id, const Tensor& x, const std::vector<int64_t>& dims, bool k
     autograd::record(name, out, {x},
                      [mask, scale, keepdim, xs = x.shape(), st = ops::dense_strides_like(x.shape(), x)](
                          const Tensor& g, const autograd::NeedsGrad&) {
-                       Strides gst(xs.size(), 0);
-                       for (size_t d = 0, k = 0; d < xs.size(); ++d) {
-                         if (!mask[d]) gst[d] = g.strides()[k];
+                       // gx = g * scale with g read through stride 0 on the reduced dims.
+                       Tensor gx = Tensor::empty_strided(xs, st, DType::f32, g.device());
+                       kernels::StridedIter<3> it;
+                       it.ndim = static_cast<int>(xs.size());
+                       for (int d = 0, k = 0; d < it.ndim; ++d) {
+                         it.size[d] = xs[d];
+                         it.stride[0][d] = st[d];
+                         it.stride[1][d] = mask[d] ? 0 : g.strides()[k];
+                         it.stride[2][d] = 0;
                          if (!mask[d] || keepdim) ++k;
                        }
-                       Tensor gx = ops::materialize(ops::make_view(g, xs, gst, g.offset()), st);
-                       if (scale != 1.f && gx.numel() > 0)
-                         kc::unary_forward({kc::UnaryOp::mul_scalar, scale}, gx.numel(), gx.data<float>(),
-                                           gx.data<float>());
+                       kc::binary_forward(kc::BinaryOp::mul, it, gx.data<float>(), g.data<float>(), &scale);
                        return std::vector<Tensor>{gx};
                      });
   }

@@ -159,6 +159,9 @@ inline void binary_run(int64_t n, float* o, int64_t so, const float* a, int64_t 
   } else if (so == 1 && sa == 0 && sb == 1) {
     const float av = *a;
     for (int64_t i = 0; i < n; ++i) o[i] = f(av, b[i]);
+  } else if (so == 1 && sa == 0 && sb == 0) {  // both broadcast along the run: a fill
+    const float v = f(*a, *b);
+    for (int64_t i = 0; i < n; ++i) o[i] = v;
   } else {
     for (int64_t i = 0; i < n; ++i) o[i * so] = f(a[i * sa], b[i * sb]);
   }
