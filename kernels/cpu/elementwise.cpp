@@ -53,7 +53,8 @@ inline float exp_inline(float x) {
   constexpr float kMagic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
   const float t = xc * 1.44269504088896341f + kMagic;
   const float n = t - kMagic;
-  const int32_t ni = float_bits(t) - float_bits(kMagic);
+  // n as an integer, in unsigned arithmetic (wraps harmlessly for NaN input).
+  const uint32_t ni = static_cast<uint32_t>(float_bits(t)) - static_cast<uint32_t>(float_bits(kMagic));
   const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
   const float z = r * r;
   float p = 1.9875691500e-4f;
@@ -63,7 +64,7 @@ inline float exp_inline(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * z + r + 1.f;
-  float y = p * bits_float((ni + 126) << 23) * 2.f;
+  float y = p * bits_float(static_cast<int32_t>((ni + 126u) << 23)) * 2.f;
   y = sel(x > kHi, std::numeric_limits<float>::infinity(), y);
   return sel(x < kLo, 0.f, y);
 }
