@@ -36,6 +36,10 @@ inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 inline Tensor operator-(const Tensor& x) { return neg(x); }
 inline Tensor operator+(const Tensor& a, double s) { return add_scalar(a, s); }
 inline Tensor operator*(const Tensor& a, double s) { return mul_scalar(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return add_scalar(a, -s); }
+inline Tensor operator/(const Tensor& a, double s) { return mul_scalar(a, 1.0 / s); }  // multiplies by 1/s
+inline Tensor operator+(double s, const Tensor& a) { return add_scalar(a, s); }
+inline Tensor operator*(double s, const Tensor& a) { return mul_scalar(a, s); }
 
 // The shape a and b broadcast to; throws naming `op` and both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
