@@ -17,6 +17,19 @@ Tensor sum_grads(const Tensor& a, const Tensor& b) {
 }
 }  // namespace
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> stack;
+  for (auto& n : next)
+    if (n && n.use_count() == 1) stack.push_back(std::move(n));
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    for (auto& m : n->next)
+      if (m && m.use_count() == 1) stack.push_back(std::move(m));
+    n->next.clear();
+  }
+}
+
 bool grad_enabled() { return g_grad_enabled; }
 void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
 

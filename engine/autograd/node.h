@@ -23,6 +23,10 @@ using NeedsGrad = std::vector<bool>;
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output, const NeedsGrad& needs)>;
 
 struct Node {
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  ~Node();  // iterative: a long chain must not recurse once per node
   std::string op;                            // "conv2d"
   std::vector<std::shared_ptr<Node>> next;   // per input; null when that input needs no gradient
   std::vector<Shape> input_shapes;           // to check what backward returns

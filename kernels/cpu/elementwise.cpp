@@ -1,5 +1,7 @@
 #include "kernels/cpu/elementwise.h"
 
+#include "kernels/cpu/fast_exp.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -15,59 +17,6 @@ namespace {
 // more than it saves.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 
-inline int32_t float_bits(float f) {
-  int32_t i;
-  std::memcpy(&i, &f, sizeof i);
-  return i;
-}
-inline float bits_float(int32_t i) {
-  float f;
-  std::memcpy(&f, &i, sizeof f);
-  return f;
-}
-
-// c ? a : b as a bit blend. GCC (without -fno-trapping-math) will not
-// if-convert a float comparison that guards float arithmetic, which leaves a
-// branch in the loop and stops vectorisation; a blend has no branch.
-inline float sel(bool c, float a, float b) {
-  const int32_t m = -static_cast<int32_t>(c);
-  return bits_float((float_bits(a) & m) | (float_bits(b) & ~m));
-}
-// As std::min / std::max: a NaN in `a` passes through.
-inline float vmin(float a, float b) { return sel(b < a, b, a); }
-inline float vmax(float a, float b) { return sel(b > a, b, a); }
-inline float clamp(float v, float lo, float hi) { return vmin(vmax(v, lo), hi); }
-
-// ---- vectorisable math ------------------------------------------------------------
-// std::exp and friends are library calls the compiler cannot vectorise without
-// -ffast-math; these are branch-free polynomials that it can. Errors are
-// checked against double references in tests/kernels/test_elementwise.cpp.
-
-// exp: x = n ln2 + r, |r| <= ln2 / 2 (Cody-Waite split of ln2), exp(r) by the
-// Cephes minimax polynomial, 2^n built in the exponent bits. n is kept in
-// [-125, 128] and applied as 2^(n-1) * 2 so both ends stay normal numbers.
-inline float exp_inline(float x) {
-  constexpr float kHi = 88.7228317f;   // ln(FLT_MAX)
-  constexpr float kLo = -86.6433640f;  // ln(2^-125): below, the result (< 2.4e-38) flushes to 0
-  const float xc = clamp(x, kLo, kHi);
-  constexpr float kMagic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float t = xc * 1.44269504088896341f + kMagic;
-  const float n = t - kMagic;
-  // n as an integer, in unsigned arithmetic (wraps harmlessly for NaN input).
-  const uint32_t ni = static_cast<uint32_t>(float_bits(t)) - static_cast<uint32_t>(float_bits(kMagic));
-  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-  const float z = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * z + r + 1.f;
-  float y = p * bits_float(static_cast<int32_t>((ni + 126u) << 23)) * 2.f;
-  y = sel(x > kHi, std::numeric_limits<float>::infinity(), y);
-  return sel(x < kLo, 0.f, y);
-}
 
 // tanh: the Cephes odd polynomial near 0 (where 1 - 2/(e^2x + 1) cancels),
 // that formula elsewhere.
@@ -80,7 +29,7 @@ inline float tanh_inline(float x) {
   p = p * s + 1.33314422036e-1f;
   p = p * s - 3.33332819422e-1f;
   const float small = p * s * x + x;
-  const float large = std::copysign(1.f - 2.f / (exp_inline(2.f * ax) + 1.f), x);
+  const float large = std::copysign(1.f - 2.f / (exp_approx(2.f * ax) + 1.f), x);
   return sel(ax < 0.625f, small, large);
 }
 
@@ -111,7 +60,7 @@ inline float erfc_nonneg(float z) {
   p = p * t + 0.37409196f;
   p = p * t + 1.00002368f;
   p = p * t - 1.26551223f;
-  return t * exp_inline(p - z * z);
+  return t * exp_approx(p - z * z);
 }
 
 inline float erf_inline(float x) {
@@ -128,7 +77,7 @@ inline float normal_cdf(float x) {
   return sel(std::fabs(t) < 0.5f, 0.5f - 0.5f * erf_small(t), tail);
 }
 
-inline float sigmoid_inline(float x) { return 1.f / (1.f + exp_inline(-x)); }
+inline float sigmoid_inline(float x) { return 1.f / (1.f + exp_approx(-x)); }
 
 constexpr float kSqrt2OverPi = 0.79788456080286536f;
 constexpr float kGeluTanhC = 0.044715f;
@@ -203,7 +152,6 @@ void binary_dispatch(BinaryOp op, F&& run) {
 
 }  // namespace
 
-float exp_approx(float x) { return exp_inline(x); }
 float tanh_approx(float x) { return tanh_inline(x); }
 float erf_approx(float x) { return erf_inline(x); }
 
@@ -250,7 +198,7 @@ void unary_forward(const UnaryParams& p, int64_t n, const float* x, float* y) {
       if (a == -1.f) return map1(n, x, y, [](float v) { return 1.f / v; });
       if (a == 0.5f) return map1(n, x, y, [](float v) { return std::sqrt(v); });
       return map1(n, x, y, [a](float v) { return std::pow(v, a); });
-    case UnaryOp::exp: return map1(n, x, y, [](float v) { return exp_inline(v); });
+    case UnaryOp::exp: return map1(n, x, y, [](float v) { return exp_approx(v); });
     case UnaryOp::log: return map1(n, x, y, [](float v) { return std::log(v); });
     case UnaryOp::sqrt: return map1(n, x, y, [](float v) { return std::sqrt(v); });
     case UnaryOp::relu: return map1(n, x, y, [](float v) { return vmax(v, 0.f); });
@@ -298,7 +246,7 @@ void unary_backward(const UnaryParams& p, int64_t n, const float* s, const float
       });
     case UnaryOp::gelu_erf:  // Phi(x) + x phi(x)
       return map2(n, s, gy, gx, [](float v, float g) {
-        return g * (normal_cdf(v) + v * kInvSqrt2Pi * exp_inline(-0.5f * v * v));
+        return g * (normal_cdf(v) + v * kInvSqrt2Pi * exp_approx(-0.5f * v * v));
       });
     case UnaryOp::gelu_tanh:  // with s = sigmoid(2u): s + 2 x s (1 - s) u'
       return map2(n, s, gy, gx, [](float v, float g) {

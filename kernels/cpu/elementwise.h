@@ -85,11 +85,9 @@ void unary_forward(const UnaryParams& p, int64_t n, const float* x, float* y);
 // says (ignored, may be null, for none).
 void unary_backward(const UnaryParams& p, int64_t n, const float* saved, const float* gy, float* gx);
 
-// Scalar forms of the math inside the loops above, exposed for tests: exp
-// within 1.5 ulp over the float range (a polynomial the compiler can vectorise,
-// unlike std::exp; results below 2.4e-38 flush to 0), tanh and erf built on it
+// Scalar forms of the math inside the loops above, exposed for tests (exp is
+// exp_approx in fast_exp.h): tanh and erf built on exp
 // (relative error under 3e-7; erfc-based in the tails).
-float exp_approx(float x);
 float tanh_approx(float x);
 float erf_approx(float x);
 

@@ -1,64 +1,70 @@
-// exp(x) in float, written so that loops calling it vectorise: std::exp is a
-// library call that GCC vectorises only under -ffast-math, and with the default
-// -ftrapping-math GCC will not if-convert a float comparison or a select of
-// floats either, so the range checks and selects below work on the bit
-// patterns as integers.
-//
-// Cody-Waite reduction x = k ln2 + r with |r| <= ln2/2 (ln2 split in two so
-// k ln2 is exact), Cephes' degree-6 polynomial for e^r, and 2^k assembled in
-// the exponent bits. Within a few ulp of exp on [-87.33, 88]; 0 below -87.33
-// (ln of the smallest normal float: exp is at most denormal there) and for
-// -inf; exp(88) above 88 and for +inf; NaN for NaN.
+// Vectorisable float math shared by the CPU kernels. std::exp and friends are
+// library calls GCC vectorises only under -ffast-math, and with the default
+// -ftrapping-math it will not if-convert a float comparison that guards float
+// arithmetic either; so the selects here are bit blends and exp is a
+// branch-free polynomial. Accuracy is checked against double references in
+// tests/kernels/test_elementwise.cpp and tests/kernels/test_softmax.cpp.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace graft::kernels::cpu {
 
-inline uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
+inline int32_t float_bits(float f) {
+  int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return i;
 }
-inline float bits_float(uint32_t u) {
+inline float bits_float(int32_t i) {
   float f;
-  std::memcpy(&f, &u, sizeof f);
+  std::memcpy(&f, &i, sizeof f);
   return f;
 }
 
-inline uint32_t mask_if(bool c) { return 0u - static_cast<uint32_t>(c); }
+// c ? a : b as a bit blend. GCC (without -fno-trapping-math) will not
+// if-convert a float comparison that guards float arithmetic, which leaves a
+// branch in the loop and stops vectorisation; a blend has no branch.
+inline float sel(bool c, float a, float b) {
+  const int32_t m = -static_cast<int32_t>(c);
+  return bits_float((float_bits(a) & m) | (float_bits(b) & ~m));
+}
+// As std::min / std::max: a NaN in `a` passes through.
+inline float vmin(float a, float b) { return sel(b < a, b, a); }
+inline float vmax(float a, float b) { return sel(b > a, b, a); }
+inline float clamp(float v, float lo, float hi) { return vmin(vmax(v, lo), hi); }
 
+// ---- vectorisable math ------------------------------------------------------------
+// std::exp and friends are library calls the compiler cannot vectorise without
+// -ffast-math; these are branch-free polynomials that it can. Errors are
+// checked against double references in tests/kernels/test_elementwise.cpp.
+
+// exp: x = n ln2 + r, |r| <= ln2 / 2 (Cody-Waite split of ln2), exp(r) by the
+// Cephes minimax polynomial, 2^n built in the exponent bits. n is kept in
+// [-125, 128] and applied as 2^(n-1) * 2 so both ends stay normal numbers.
 inline float exp_approx(float x) {
-  constexpr uint32_t kMinBits = 0xc2aeac50u;  // -87.33654475f = ln(2^-126)
-  constexpr int32_t kMaxBits = 0x42b00000;    // 88.0f: keeps k <= 127, so 2^k is finite
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-
-  const uint32_t u = float_bits(x);
-  // Negative floats order like their unsigned bits (larger magnitude, larger
-  // bits) and positive ones like their signed bits; NaN has all exponent bits
-  // set. Masks (all ones where true) rather than ?: keep the loop free of
-  // branches the compiler would otherwise create.
-  const uint32_t below = mask_if(u > kMinBits);                         // x < kMin, -inf, -NaN
-  const uint32_t above = mask_if(static_cast<int32_t>(u) > kMaxBits);   // x > kMax, +inf, +NaN
-  const uint32_t nan = mask_if((u & 0x7fffffffu) > 0x7f800000u);
-  const float xc = bits_float((u & ~(below | above)) | (kMinBits & below) | (static_cast<uint32_t>(kMaxBits) & above));
-
-  const float k = (xc * kLog2e + kRound) - kRound;
-  float r = xc - k * kLn2Hi;
-  r = r - k * kLn2Lo;
+  constexpr float kHi = 88.7228317f;   // ln(FLT_MAX)
+  constexpr float kLo = -86.6433640f;  // ln(2^-125): below, the result (< 2.4e-38) flushes to 0
+  const float xc = clamp(x, kLo, kHi);
+  constexpr float kMagic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float t = xc * 1.44269504088896341f + kMagic;
+  const float n = t - kMagic;
+  // n as an integer, in unsigned arithmetic (wraps harmlessly for NaN input).
+  const uint32_t ni = static_cast<uint32_t>(float_bits(t)) - static_cast<uint32_t>(float_bits(kMagic));
+  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+  const float z = r * r;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const float er = p * r * r + r + 1.0f;
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(k) + 127) << 23;
-  const float y = er * bits_float(bits);
-  return bits_float((u & nan) | (float_bits(y) & ~(nan | below)));
+  p = p * z + r + 1.f;
+  float y = p * bits_float(static_cast<int32_t>((ni + 126u) << 23)) * 2.f;
+  y = sel(x > kHi, std::numeric_limits<float>::infinity(), y);
+  return sel(x < kLo, 0.f, y);
 }
 
 }  // namespace graft::kernels::cpu

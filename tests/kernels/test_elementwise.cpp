@@ -3,6 +3,7 @@
 // (channels-last, non-dense views), both GELU forms, and the vectorisable
 // exp / tanh / erf the kernels are built on.
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/fast_exp.h"
 
 #include <cmath>
 #include <functional>

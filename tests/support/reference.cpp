@@ -76,3 +76,12 @@ double max_abs_error(const std::vector<float>& a, const std::vector<double>& ref
 }
 
 }  // namespace graft::testing
+
+#include <filesystem>
+
+namespace graft::testing {
+std::string shared_path(const std::string& relative) {
+  const std::string p = std::string(GRAFT_SHARED_DIR) + "/" + relative;
+  return std::filesystem::exists(p) ? p : std::string();
+}
+}  // namespace graft::testing

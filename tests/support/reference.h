@@ -33,3 +33,9 @@ double max_abs_error(const std::vector<float>& a, const std::vector<double>& ref
                                      double atol);
 
 }  // namespace graft::testing
+
+namespace graft::testing {
+// Path of a file in the shared real material ("pretrained/squeezenet1.1/...");
+// empty when that folder is absent.
+std::string shared_path(const std::string& relative);
+}  // namespace graft::testing
