@@ -19,6 +19,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <new>
 #include <random>
 #include <sstream>
 #include <string>
@@ -39,10 +40,30 @@ using graft::kernels::cpu::Trans;
 constexpr double kMinTime = 0.25;
 constexpr int kRepetitions = 3;
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
+// 64-byte aligned storage, as the engine's allocator gives tensors.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const Aligned64<U>&) const { return false; }
+};
+using Floats = std::vector<float, Aligned64<float>>;
+
+Floats random_floats(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
+  Floats v(n);
   for (float& f : v) f = u(rng);
   return v;
 }
@@ -59,8 +80,8 @@ struct GemmShape {
 };
 
 void bm_sgemm(benchmark::State& st, GemmShape s) {
-  const std::vector<float> a = random_floats(s.m * s.k, 1), b = random_floats(s.k * s.n, 2);
-  std::vector<float> c(s.m * s.n);
+  const Floats a = random_floats(s.m * s.k, 1), b = random_floats(s.k * s.n, 2);
+  Floats c(s.m * s.n);
   graft::kernels::cpu::sgemm(Trans::no, Trans::no, s.m, s.n, s.k, 1.f, a.data(), s.k, b.data(), s.n, 0.f, c.data(), s.n);
   std::mt19937 rng(3);
   for (int t = 0; t < 64; ++t) {
@@ -91,7 +112,7 @@ double conv_bytes(const Conv2dParams& p) {
 }
 
 // y[n, oh, ow, o] in double from NHWC x and (O, kH, kW, C/g) w (depthwise: (C, kH, kW)).
-double ref_conv_point(const Conv2dParams& p, const std::vector<float>& x, const std::vector<float>& w, int64_t n,
+double ref_conv_point(const Conv2dParams& p, const Floats& x, const Floats& w, int64_t n,
                       int64_t oh, int64_t ow, int64_t o, double* magnitude) {
   const int64_t cg = p.c / p.groups, og = p.o / p.groups, grp = o / og;
   double s = 0, mag = 0;
@@ -112,11 +133,11 @@ double ref_conv_point(const Conv2dParams& p, const std::vector<float>& x, const 
 
 void bm_conv(benchmark::State& st, Conv2dParams p) {
   const bool depthwise = graft::kernels::cpu::is_depthwise(p);
-  const std::vector<float> x = random_floats(p.n * p.h * p.w * p.c, 4);
-  const std::vector<float> w = random_floats(p.o * p.filter_size(), 5);
-  const std::vector<float> bias = random_floats(p.o, 6);
+  const Floats x = random_floats(p.n * p.h * p.w * p.c, 4);
+  const Floats w = random_floats(p.o * p.filter_size(), 5);
+  const Floats bias = random_floats(p.o, 6);
   const int64_t oh = p.out_h(), ow = p.out_w();
-  std::vector<float> y(p.n * oh * ow * p.o);
+  Floats y(p.n * oh * ow * p.o);
   auto run = [&] {
     if (depthwise) graft::kernels::cpu::depthwise_conv2d_forward(p, x.data(), w.data(), bias.data(), y.data());
     else graft::kernels::cpu::conv2d_forward(p, x.data(), w.data(), bias.data(), y.data());
@@ -164,7 +185,7 @@ std::string conv_name(const char* family, const Conv2dParams& p) {
 
 void bm_copy(benchmark::State& st) {
   const size_t n = size_t(1) << 25;  // 128 MiB each way: far beyond the caches
-  std::vector<float> a = random_floats(n, 8), b(n);
+  Floats a = random_floats(n, 8), b(n);
   for (auto _ : st) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < int64_t(n); i += 1 << 16) std::memcpy(&b[i], &a[i], sizeof(float) * std::min<size_t>(1 << 16, n - i));
