@@ -161,6 +161,92 @@ void bm_conv(benchmark::State& st, Conv2dParams p) {
   st.counters["GBps"] = benchmark::Counter(1e-9 * conv_bytes(p), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Backward passes: the data gradient (dx from dy and w) and the weight
+// gradient (dw from x and dy), each the same multiply-add count as forward.
+enum class ConvPass { data, weight };
+
+// dx[n, ih, iw, c] in double: every (o, a, b) whose output pixel exists.
+double ref_dx_point(const Conv2dParams& p, const Floats& dy, const Floats& w, int64_t n, int64_t ih, int64_t iw, int64_t c,
+                    double* magnitude) {
+  const int64_t cg = p.c / p.groups, og = p.o / p.groups, grp = c / cg, oh_n = p.out_h(), ow_n = p.out_w();
+  double s = 0, mag = 0;
+  for (int64_t a = 0; a < p.kh; ++a)
+    for (int64_t b = 0; b < p.kw; ++b) {
+      const int64_t th = ih + p.pad_top - a * p.dilation_h, tw = iw + p.pad_left - b * p.dilation_w;
+      if (th < 0 || tw < 0 || th % p.stride_h || tw % p.stride_w || th / p.stride_h >= oh_n || tw / p.stride_w >= ow_n)
+        continue;
+      for (int64_t o = grp * og; o < (grp + 1) * og; ++o) {
+        const double t = double(dy[((n * oh_n + th / p.stride_h) * ow_n + tw / p.stride_w) * p.o + o]) *
+                         w[((o * p.kh + a) * p.kw + b) * cg + c - grp * cg];
+        s += t;
+        mag += std::fabs(t);
+      }
+    }
+  *magnitude = mag;
+  return s;
+}
+
+// dw[o, a, b, c] in double: a sum over every output pixel.
+double ref_dw_point(const Conv2dParams& p, const Floats& x, const Floats& dy, int64_t o, int64_t a, int64_t b, int64_t c,
+                    double* magnitude) {
+  const int64_t cg = p.c / p.groups, og = p.o / p.groups, grp = o / og, oh_n = p.out_h(), ow_n = p.out_w();
+  double s = 0, mag = 0;
+  for (int64_t n = 0; n < p.n; ++n)
+    for (int64_t i = 0; i < oh_n; ++i)
+      for (int64_t j = 0; j < ow_n; ++j) {
+        const int64_t ih = i * p.stride_h - p.pad_top + a * p.dilation_h, iw = j * p.stride_w - p.pad_left + b * p.dilation_w;
+        if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) continue;
+        const double t = double(dy[((n * oh_n + i) * ow_n + j) * p.o + o]) * x[((n * p.h + ih) * p.w + iw) * p.c + grp * cg + c];
+        s += t;
+        mag += std::fabs(t);
+      }
+  *magnitude = mag;
+  return s;
+}
+
+void bm_conv_backward(benchmark::State& st, Conv2dParams p, ConvPass pass) {
+  namespace k = graft::kernels::cpu;
+  const bool depthwise = k::is_depthwise(p);
+  const int64_t oh = p.out_h(), ow = p.out_w(), cg = p.c / p.groups;
+  const Floats x = random_floats(p.n * p.h * p.w * p.c, 4);
+  const Floats w = random_floats(p.o * p.filter_size(), 5);
+  const Floats dy = random_floats(p.n * oh * ow * p.o, 6);
+  Floats out(pass == ConvPass::data ? x.size() : w.size());
+  auto run = [&] {
+    if (pass == ConvPass::data) {
+      if (depthwise) k::depthwise_conv2d_backward_data(p, dy.data(), w.data(), out.data());
+      else k::conv2d_backward_data(p, dy.data(), w.data(), out.data());
+    } else {
+      if (depthwise) k::depthwise_conv2d_backward_weight(p, x.data(), dy.data(), out.data());
+      else k::conv2d_backward_weight(p, x.data(), dy.data(), out.data());
+    }
+  };
+  run();
+  std::mt19937 rng(9);
+  for (int t = 0; t < 32; ++t) {
+    double mag = 0, ref = 0, got = 0;
+    if (pass == ConvPass::data) {
+      const int64_t n = rng() % p.n, i = rng() % p.h, j = rng() % p.w, c = rng() % p.c;
+      ref = ref_dx_point(p, dy, w, n, i, j, c, &mag);
+      got = out[((n * p.h + i) * p.w + j) * p.c + c];
+    } else {
+      const int64_t o = rng() % p.o, a = rng() % p.kh, b = rng() % p.kw, c = rng() % cg;
+      ref = ref_dw_point(p, x, dy, o, a, b, c, &mag);
+      got = out[((o * p.kh + a) * p.kw + b) * cg + c];
+    }
+    if (!near(got, ref, mag)) {
+      st.SkipWithError("conv2d backward result differs from the float64 reference");
+      return;
+    }
+  }
+  for (auto _ : st) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOPs"] = benchmark::Counter(1e-9 * p.forward_flops(), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GBps"] = benchmark::Counter(1e-9 * conv_bytes(p), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 Conv2dParams conv_shape(int64_t n, int64_t c, int64_t hw, int64_t o, int64_t k, int64_t stride, int64_t groups = 1) {
   Conv2dParams p;
   p.n = n;
@@ -342,6 +428,24 @@ int main(int argc, char** argv) {
     const Conv2dParams p = conv_shape(N, c, hw, c, 3, s, c);
     benchmark::RegisterBenchmark(conv_name("depthwise_fwd/mobilenetv2", p).c_str(), bm_conv, p)->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions);
   }
+  // Training needs the backward passes too: the ResNet-50 3x3 layers, four
+  // 1x1 layers (one strided) and three depthwise layers.
+  std::vector<Conv2dParams> backward;
+  for (const Conv2dParams& p : resnet)
+    if (p.kh == 3) backward.push_back(p);
+  for (auto [c, o, hw, s] : {std::tuple{64, 256, 56, 1}, {256, 64, 56, 1}, {256, 512, 56, 2}, {1024, 256, 14, 1}})
+    backward.push_back(conv_shape(N, c, hw, o, 1, s));
+  for (auto [c, hw, s] : {std::tuple{144, 56, 1}, {144, 56, 2}, {576, 14, 1}}) backward.push_back(conv_shape(N, c, hw, c, 3, s, c));
+  for (const Conv2dParams& p : backward)
+    for (ConvPass pass : {ConvPass::data, ConvPass::weight}) {
+      const bool dw = graft::kernels::cpu::is_depthwise(p);
+      const std::string family = std::string(dw ? "depthwise" : "conv2d") + (pass == ConvPass::data ? "_bwd_data" : "_bwd_weight") +
+                                 (dw ? "/mobilenetv2" : "/resnet50");
+      benchmark::RegisterBenchmark(conv_name(family.c_str(), p).c_str(), bm_conv_backward, p, pass)
+          ->UseRealTime()
+          ->MinTime(kMinTime)
+          ->Repetitions(kRepetitions);
+    }
   benchmark::RegisterBenchmark("sgemm/f32/1024x1024x1024 (again)", bm_sgemm, ceiling)->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions);
 
   Collector collector;

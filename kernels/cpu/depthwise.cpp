@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -151,9 +152,29 @@ void depthwise_conv2d_backward_data(const Conv2dParams& p, const float* dy, cons
   }
 }
 
+namespace {
+
+// acc[j] += sum over ow in [lo, hi] of dy[ow * C + j] * x[(ow * stride + shift) * C + j]
+// for the 8 * V channels starting at c0: one tap's weight gradient over one
+// output row, the sums in registers.
+template <int V>
+inline void row_dot(const float* dy_row, const float* x_row, int64_t C, int64_t stride, int64_t shift, int64_t lo,
+                    int64_t hi, int64_t c0, float* acc) {
+  f32x8 r[V] = {};
+  for (int64_t ow = lo; ow <= hi; ++ow) {
+    const float* g = dy_row + ow * C + c0;
+    const float* xp = x_row + (ow * stride + shift) * C + c0;
+    for (int v = 0; v < V; ++v) r[v] += load8(g + 8 * v) * load8(xp + 8 * v);
+  }
+  for (int v = 0; v < V; ++v) store8(acc + c0 + 8 * v, load8(acc + c0 + 8 * v) + r[v]);
+}
+
+}  // namespace
+
 // dw[c, a, b] = sum over n, oh, ow of dy[n, oh, ow, c] * x[n, ih, iw, c].
-// Each thread sums its rows into its own (taps, C) array (cache-resident);
-// the arrays are added and transposed at the end.
+// Per output row and tap, the sum over the row's pixels runs in registers
+// (row_dot); each thread adds those into its own (taps, C) array, and the
+// arrays are added and transposed at the end.
 void depthwise_conv2d_backward_weight(const Conv2dParams& p, const float* x, const float* dy, float* dw) {
   const int64_t C = p.c, out_h = p.out_h(), out_w = p.out_w(), taps = p.kh * p.kw;
   const int threads = omp_get_max_threads();
@@ -165,19 +186,22 @@ void depthwise_conv2d_backward_weight(const Conv2dParams& p, const float* x, con
     for (int64_t n = 0; n < p.n; ++n)
       for (int64_t oh = 0; oh < out_h; ++oh) {
         const float* dy_row = dy + (n * out_h + oh) * out_w * C;
-        const float* x_img = x + n * p.h * p.w * C;
-        for (int64_t ow = 0; ow < out_w; ++ow) {
-          const float* gp = dy_row + ow * C;
-          for (int64_t a = 0; a < p.kh; ++a) {
-            const int64_t ih = oh * p.stride_h - p.pad_top + a * p.dilation_h;
-            if (ih < 0 || ih >= p.h) continue;
-            for (int64_t bb = 0; bb < p.kw; ++bb) {
-              const int64_t iw = ow * p.stride_w - p.pad_left + bb * p.dilation_w;
-              if (iw < 0 || iw >= p.w) continue;
-              const float* xp = x_img + (ih * p.w + iw) * C;
-              float* at = acc + (a * p.kw + bb) * C;
-              for (int64_t c = 0; c < C; ++c) at[c] += gp[c] * xp[c];
-            }
+        for (int64_t a = 0; a < p.kh; ++a) {
+          const int64_t ih = oh * p.stride_h - p.pad_top + a * p.dilation_h;
+          if (ih < 0 || ih >= p.h) continue;
+          const float* x_row = x + (n * p.h + ih) * p.w * C;
+          for (int64_t bb = 0; bb < p.kw; ++bb) {
+            // the output columns whose input column iw = ow * stride + shift lies in [0, W)
+            const int64_t shift = bb * p.dilation_w - p.pad_left;
+            const int64_t lo = shift >= 0 ? 0 : (-shift + p.stride_w - 1) / p.stride_w;
+            const int64_t hi = std::min(out_w - 1, p.w - 1 - shift < 0 ? int64_t(-1) : (p.w - 1 - shift) / p.stride_w);
+            if (lo > hi) continue;
+            float* acc_tap = acc + (a * p.kw + bb) * C;
+            int64_t c0 = 0;
+            for (; c0 + 32 <= C; c0 += 32) row_dot<4>(dy_row, x_row, C, p.stride_w, shift, lo, hi, c0, acc_tap);
+            for (; c0 + 8 <= C; c0 += 8) row_dot<1>(dy_row, x_row, C, p.stride_w, shift, lo, hi, c0, acc_tap);
+            for (; c0 < C; ++c0)
+              for (int64_t ow = lo; ow <= hi; ++ow) acc_tap[c0] += dy_row[ow * C + c0] * x_row[(ow * p.stride_w + shift) * C + c0];
           }
         }
       }
