@@ -19,6 +19,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <new>
 #include <random>
 #include <sstream>
 #include <string>
@@ -39,10 +40,30 @@ using graft::kernels::cpu::Trans;
 constexpr double kMinTime = 0.25;
 constexpr int kRepetitions = 3;
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
+// 64-byte aligned storage, as the engine's allocator gives tensors.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const Aligned64<U>&) const { return false; }
+};
+using Floats = std::vector<float, Aligned64<float>>;
+
+Floats random_floats(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
+  Floats v(n);
   for (float& f : v) f = u(rng);
   return v;
 }
@@ -59,8 +80,8 @@ struct GemmShape {
 };
 
 void bm_sgemm(benchmark::State& st, GemmShape s) {
-  const std::vector<float> a = random_floats(s.m * s.k, 1), b = random_floats(s.k * s.n, 2);
-  std::vector<float> c(s.m * s.n);
+  const Floats a = random_floats(s.m * s.k, 1), b = random_floats(s.k * s.n, 2);
+  Floats c(s.m * s.n);
   graft::kernels::cpu::sgemm(Trans::no, Trans::no, s.m, s.n, s.k, 1.f, a.data(), s.k, b.data(), s.n, 0.f, c.data(), s.n);
   std::mt19937 rng(3);
   for (int t = 0; t < 64; ++t) {
@@ -91,7 +112,7 @@ double conv_bytes(const Conv2dParams& p) {
 }
 
 // y[n, oh, ow, o] in double from NHWC x and (O, kH, kW, C/g) w (depthwise: (C, kH, kW)).
-double ref_conv_point(const Conv2dParams& p, const std::vector<float>& x, const std::vector<float>& w, int64_t n,
+double ref_conv_point(const Conv2dParams& p, const Floats& x, const Floats& w, int64_t n,
                       int64_t oh, int64_t ow, int64_t o, double* magnitude) {
   const int64_t cg = p.c / p.groups, og = p.o / p.groups, grp = o / og;
   double s = 0, mag = 0;
@@ -112,11 +133,11 @@ double ref_conv_point(const Conv2dParams& p, const std::vector<float>& x, const 
 
 void bm_conv(benchmark::State& st, Conv2dParams p) {
   const bool depthwise = graft::kernels::cpu::is_depthwise(p);
-  const std::vector<float> x = random_floats(p.n * p.h * p.w * p.c, 4);
-  const std::vector<float> w = random_floats(p.o * p.filter_size(), 5);
-  const std::vector<float> bias = random_floats(p.o, 6);
+  const Floats x = random_floats(p.n * p.h * p.w * p.c, 4);
+  const Floats w = random_floats(p.o * p.filter_size(), 5);
+  const Floats bias = random_floats(p.o, 6);
   const int64_t oh = p.out_h(), ow = p.out_w();
-  std::vector<float> y(p.n * oh * ow * p.o);
+  Floats y(p.n * oh * ow * p.o);
   auto run = [&] {
     if (depthwise) graft::kernels::cpu::depthwise_conv2d_forward(p, x.data(), w.data(), bias.data(), y.data());
     else graft::kernels::cpu::conv2d_forward(p, x.data(), w.data(), bias.data(), y.data());
@@ -129,6 +150,92 @@ void bm_conv(benchmark::State& st, Conv2dParams p) {
     const double ref = bias[o] + ref_conv_point(p, x, w, n, i, j, o, &mag);
     if (!near(y[((n * oh + i) * ow + j) * p.o + o], ref, mag + std::fabs(bias[o]))) {
       st.SkipWithError("conv2d result differs from the float64 reference");
+      return;
+    }
+  }
+  for (auto _ : st) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOPs"] = benchmark::Counter(1e-9 * p.forward_flops(), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GBps"] = benchmark::Counter(1e-9 * conv_bytes(p), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Backward passes: the data gradient (dx from dy and w) and the weight
+// gradient (dw from x and dy), each the same multiply-add count as forward.
+enum class ConvPass { data, weight };
+
+// dx[n, ih, iw, c] in double: every (o, a, b) whose output pixel exists.
+double ref_dx_point(const Conv2dParams& p, const Floats& dy, const Floats& w, int64_t n, int64_t ih, int64_t iw, int64_t c,
+                    double* magnitude) {
+  const int64_t cg = p.c / p.groups, og = p.o / p.groups, grp = c / cg, oh_n = p.out_h(), ow_n = p.out_w();
+  double s = 0, mag = 0;
+  for (int64_t a = 0; a < p.kh; ++a)
+    for (int64_t b = 0; b < p.kw; ++b) {
+      const int64_t th = ih + p.pad_top - a * p.dilation_h, tw = iw + p.pad_left - b * p.dilation_w;
+      if (th < 0 || tw < 0 || th % p.stride_h || tw % p.stride_w || th / p.stride_h >= oh_n || tw / p.stride_w >= ow_n)
+        continue;
+      for (int64_t o = grp * og; o < (grp + 1) * og; ++o) {
+        const double t = double(dy[((n * oh_n + th / p.stride_h) * ow_n + tw / p.stride_w) * p.o + o]) *
+                         w[((o * p.kh + a) * p.kw + b) * cg + c - grp * cg];
+        s += t;
+        mag += std::fabs(t);
+      }
+    }
+  *magnitude = mag;
+  return s;
+}
+
+// dw[o, a, b, c] in double: a sum over every output pixel.
+double ref_dw_point(const Conv2dParams& p, const Floats& x, const Floats& dy, int64_t o, int64_t a, int64_t b, int64_t c,
+                    double* magnitude) {
+  const int64_t cg = p.c / p.groups, og = p.o / p.groups, grp = o / og, oh_n = p.out_h(), ow_n = p.out_w();
+  double s = 0, mag = 0;
+  for (int64_t n = 0; n < p.n; ++n)
+    for (int64_t i = 0; i < oh_n; ++i)
+      for (int64_t j = 0; j < ow_n; ++j) {
+        const int64_t ih = i * p.stride_h - p.pad_top + a * p.dilation_h, iw = j * p.stride_w - p.pad_left + b * p.dilation_w;
+        if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) continue;
+        const double t = double(dy[((n * oh_n + i) * ow_n + j) * p.o + o]) * x[((n * p.h + ih) * p.w + iw) * p.c + grp * cg + c];
+        s += t;
+        mag += std::fabs(t);
+      }
+  *magnitude = mag;
+  return s;
+}
+
+void bm_conv_backward(benchmark::State& st, Conv2dParams p, ConvPass pass) {
+  namespace k = graft::kernels::cpu;
+  const bool depthwise = k::is_depthwise(p);
+  const int64_t oh = p.out_h(), ow = p.out_w(), cg = p.c / p.groups;
+  const Floats x = random_floats(p.n * p.h * p.w * p.c, 4);
+  const Floats w = random_floats(p.o * p.filter_size(), 5);
+  const Floats dy = random_floats(p.n * oh * ow * p.o, 6);
+  Floats out(pass == ConvPass::data ? x.size() : w.size());
+  auto run = [&] {
+    if (pass == ConvPass::data) {
+      if (depthwise) k::depthwise_conv2d_backward_data(p, dy.data(), w.data(), out.data());
+      else k::conv2d_backward_data(p, dy.data(), w.data(), out.data());
+    } else {
+      if (depthwise) k::depthwise_conv2d_backward_weight(p, x.data(), dy.data(), out.data());
+      else k::conv2d_backward_weight(p, x.data(), dy.data(), out.data());
+    }
+  };
+  run();
+  std::mt19937 rng(9);
+  for (int t = 0; t < 32; ++t) {
+    double mag = 0, ref = 0, got = 0;
+    if (pass == ConvPass::data) {
+      const int64_t n = rng() % p.n, i = rng() % p.h, j = rng() % p.w, c = rng() % p.c;
+      ref = ref_dx_point(p, dy, w, n, i, j, c, &mag);
+      got = out[((n * p.h + i) * p.w + j) * p.c + c];
+    } else {
+      const int64_t o = rng() % p.o, a = rng() % p.kh, b = rng() % p.kw, c = rng() % cg;
+      ref = ref_dw_point(p, x, dy, o, a, b, c, &mag);
+      got = out[((o * p.kh + a) * p.kw + b) * cg + c];
+    }
+    if (!near(got, ref, mag)) {
+      st.SkipWithError("conv2d backward result differs from the float64 reference");
       return;
     }
   }
@@ -164,7 +271,7 @@ std::string conv_name(const char* family, const Conv2dParams& p) {
 
 void bm_copy(benchmark::State& st) {
   const size_t n = size_t(1) << 25;  // 128 MiB each way: far beyond the caches
-  std::vector<float> a = random_floats(n, 8), b(n);
+  Floats a = random_floats(n, 8), b(n);
   for (auto _ : st) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < int64_t(n); i += 1 << 16) std::memcpy(&b[i], &a[i], sizeof(float) * std::min<size_t>(1 << 16, n - i));
@@ -321,6 +428,24 @@ int main(int argc, char** argv) {
     const Conv2dParams p = conv_shape(N, c, hw, c, 3, s, c);
     benchmark::RegisterBenchmark(conv_name("depthwise_fwd/mobilenetv2", p).c_str(), bm_conv, p)->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions);
   }
+  // Training needs the backward passes too: the ResNet-50 3x3 layers, four
+  // 1x1 layers (one strided) and three depthwise layers.
+  std::vector<Conv2dParams> backward;
+  for (const Conv2dParams& p : resnet)
+    if (p.kh == 3) backward.push_back(p);
+  for (auto [c, o, hw, s] : {std::tuple{64, 256, 56, 1}, {256, 64, 56, 1}, {256, 512, 56, 2}, {1024, 256, 14, 1}})
+    backward.push_back(conv_shape(N, c, hw, o, 1, s));
+  for (auto [c, hw, s] : {std::tuple{144, 56, 1}, {144, 56, 2}, {576, 14, 1}}) backward.push_back(conv_shape(N, c, hw, c, 3, s, c));
+  for (const Conv2dParams& p : backward)
+    for (ConvPass pass : {ConvPass::data, ConvPass::weight}) {
+      const bool dw = graft::kernels::cpu::is_depthwise(p);
+      const std::string family = std::string(dw ? "depthwise" : "conv2d") + (pass == ConvPass::data ? "_bwd_data" : "_bwd_weight") +
+                                 (dw ? "/mobilenetv2" : "/resnet50");
+      benchmark::RegisterBenchmark(conv_name(family.c_str(), p).c_str(), bm_conv_backward, p, pass)
+          ->UseRealTime()
+          ->MinTime(kMinTime)
+          ->Repetitions(kRepetitions);
+    }
   benchmark::RegisterBenchmark("sgemm/f32/1024x1024x1024 (again)", bm_sgemm, ceiling)->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions);
 
   Collector collector;
