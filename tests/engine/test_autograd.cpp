@@ -13,14 +13,6 @@ Tensor leaf(const std::vector<float>& v, const Shape& s) {
   return t;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Autograd, ProductRuleThroughSharedInput) {
   // y = sum(x * x + 3x) -> dy/dx = 2x + 3
@@ -49,8 +41,8 @@ TEST(Autograd, BackwardWithAGivenGradient) {
 TEST(Autograd, NonScalarWithoutGradientIsAnError) {
   Tensor x = leaf({1, 2}, {2});
   Tensor y = mul_scalar(x, 2.0);
-  EXPECT_NE(error_of([&] { y.backward(); }).find("must be a scalar, got [2]"), std::string::npos);
-  EXPECT_NE(error_of([&] { y.backward(Tensor::ones({3})); }).find("does not match the output [2]"),
+  EXPECT_NE(testing::error_message([&] { y.backward(); }).find("must be a scalar, got [2]"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { y.backward(Tensor::ones({3})); }).find("does not match the output [2]"),
             std::string::npos);
 }
 
@@ -63,7 +55,7 @@ TEST(Autograd, NoGradRecordsNothing) {
   }
   EXPECT_FALSE(y.requires_grad());
   EXPECT_EQ(y.grad_fn(), nullptr);
-  EXPECT_NE(error_of([&] { y.backward(); }).find("does not require grad"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { y.backward(); }).find("does not require grad"), std::string::npos);
   EXPECT_TRUE(autograd::grad_enabled());  // restored
 }
 
@@ -118,7 +110,7 @@ TEST(Autograd, InPlaceEditOfASavedTensorIsDetected) {
     NoGradGuard ng;
     w.add_(Tensor::ones({3}));  // e.g. an optimizer step between forward and backward
   }
-  const std::string msg = error_of([&] { y.backward(); });
+  const std::string msg = testing::error_message([&] { y.backward(); });
   EXPECT_NE(msg.find("mul"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[3]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("modified in place"), std::string::npos) << msg;
@@ -132,14 +124,14 @@ TEST(Autograd, InPlaceEditOfASavedOutputIsDetected) {
     NoGradGuard ng;
     s.mul_(2.0);
   }
-  EXPECT_NE(error_of([&] { y.backward(); }).find("modified in place"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { y.backward(); }).find("modified in place"), std::string::npos);
 }
 
 TEST(Autograd, SecondBackwardNeedsRetainGraph) {
   Tensor x = leaf({1, 2}, {2});
   Tensor y = sum(mul(x, x));
   y.backward();
-  const std::string msg = error_of([&] { y.backward(); });
+  const std::string msg = testing::error_message([&] { y.backward(); });
   EXPECT_NE(msg.find("a second time"), std::string::npos) << msg;
   EXPECT_NE(msg.find("retain_graph"), std::string::npos) << msg;
 

@@ -16,14 +16,6 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("graft-test-" + std::to_string(::getpid()) + "-" + name)).string();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary);
@@ -49,20 +41,20 @@ TEST(Npy, RoundTripKeepsShapeDtypeAndValues) {
 TEST(Npy, MalformedFilesAreErrorsNamingTheFile) {
   const std::string path = temp_path("bad.npy");
   write_bytes(path, "not a numpy file at all");
-  EXPECT_NE(error_of([&] { data::load_npy(path); }).find("bad magic"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { data::load_npy(path); }).find("bad magic"), std::string::npos);
   std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }";
   std::string hdr = std::string("\x93NUMPY\x01\x00", 8) + char(h.size()) + char(0) + h + "\n";
   write_bytes(path, hdr + std::string(16, '\0'));
-  const std::string huge = error_of([&] { data::load_npy(path); });
+  const std::string huge = testing::error_message([&] { data::load_npy(path); });
   EXPECT_NE(huge.find("larger than the file"), std::string::npos) << huge;
   EXPECT_NE(huge.find(path), std::string::npos) << huge;
   h = "{'descr': '<f4', 'fortran_order': False, 'shape': (10,), }";
   write_bytes(path, std::string("\x93NUMPY\x01\x00", 8) + char(h.size()) + char(0) + h + std::string(12, '\0'));
-  EXPECT_NE(error_of([&] { data::load_npy(path); }).find("needs 40 bytes of data, the file has 12"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { data::load_npy(path); }).find("needs 40 bytes of data, the file has 12"), std::string::npos);
   h = "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }";
   write_bytes(path, std::string("\x93NUMPY\x01\x00", 8) + char(h.size()) + char(0) + h + std::string(4, '\0'));
-  EXPECT_NE(error_of([&] { data::load_npy(path); }).find("unsupported dtype '>f4'"), std::string::npos);
-  EXPECT_NE(error_of([&] { data::load_npy(temp_path("missing.npy")); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { data::load_npy(path); }).find("unsupported dtype '>f4'"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { data::load_npy(temp_path("missing.npy")); }).find("cannot open"), std::string::npos);
   std::remove(path.c_str());
 }
 
@@ -124,11 +116,11 @@ TEST(Image, DecodesBmpPixelsInOrder) {
     }
   std::string truncated = tiny_bmp().substr(0, 60);
   write_bytes(path, truncated);
-  EXPECT_NE(error_of([&] { data::decode_image(path); }).find("truncated"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { data::decode_image(path); }).find("truncated"), std::string::npos);
   write_bytes(path, "GIF89a....");
-  EXPECT_NE(error_of([&] { data::decode_image(path); }).find("neither JPEG nor BMP"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { data::decode_image(path); }).find("neither JPEG nor BMP"), std::string::npos);
   write_bytes(path, std::string("\xff\xd8\xff\xe0", 4) + std::string(40, 'x'));
-  EXPECT_NE(error_of([&] { data::decode_image(path); }).find("not a valid JPEG"), std::string::npos);
+  EXPECT_NE(testing::error_message([&] { data::decode_image(path); }).find("not a valid JPEG"), std::string::npos);
   std::remove(path.c_str());
 }
 

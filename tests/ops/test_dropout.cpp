@@ -17,22 +17,6 @@
 namespace graft {
 namespace {
 
-template <class F>
-::testing::AssertionResult throws_naming(F f, const std::vector<std::string>& needles) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& n : needles)
-      if (msg.find(n) == std::string::npos)
-        return ::testing::AssertionFailure() << "message does not mention '" << n << "': " << msg;
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-graft exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
-}
-
 // Inputs in [0.5, 1.5): never 0, so out != 0 exactly where the element was kept.
 Tensor nonzero_input(const Shape& s, Generator& gen) { return testing::random_tensor(s, gen, 0.5f, 1.5f); }
 
@@ -157,13 +141,13 @@ TEST(Dropout, PEqualOneDropsEverything) {
 TEST(Dropout, BadInputs) {
   Tensor x = Tensor::ones({2, 3});
   Generator gen(1);
-  EXPECT_TRUE(throws_naming([&] { dropout(x, -0.1, true, gen); }, {"dropout", "-0.1", "[2, 3]"}));
-  EXPECT_TRUE(throws_naming([&] { dropout(x, 1.5, true, gen); }, {"dropout", "1.5"}));
-  EXPECT_TRUE(throws_naming([&] { dropout(x, std::numeric_limits<double>::quiet_NaN(), true, gen); }, {"dropout"}));
+  EXPECT_TRUE(testing::throws_naming([&] { dropout(x, -0.1, true, gen); }, {"dropout", "-0.1", "[2, 3]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { dropout(x, 1.5, true, gen); }, {"dropout", "1.5"}));
+  EXPECT_TRUE(testing::throws_naming([&] { dropout(x, std::numeric_limits<double>::quiet_NaN(), true, gen); }, {"dropout"}));
   // Bad p is rejected in eval mode too: the call is wrong whatever the mode.
-  EXPECT_TRUE(throws_naming([&] { dropout(x, 2.0, false, gen); }, {"dropout"}));
-  EXPECT_TRUE(throws_naming([&] { dropout(Tensor::ones({3}, DType::i64), 0.5, true, gen); }, {"dropout", "i64"}));
-  EXPECT_TRUE(throws_naming([&] { dropout(Tensor(), 0.5, true, gen); }, {"dropout", "undefined"}));
+  EXPECT_TRUE(testing::throws_naming([&] { dropout(x, 2.0, false, gen); }, {"dropout"}));
+  EXPECT_TRUE(testing::throws_naming([&] { dropout(Tensor::ones({3}, DType::i64), 0.5, true, gen); }, {"dropout", "i64"}));
+  EXPECT_TRUE(testing::throws_naming([&] { dropout(Tensor(), 0.5, true, gen); }, {"dropout", "undefined"}));
 }
 
 }  // namespace

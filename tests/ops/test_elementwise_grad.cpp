@@ -17,23 +17,6 @@ namespace {
 using testing::gradcheck;
 using testing::GradcheckOptions;
 
-// Runs f, expects a graft::Error whose message contains every one of `parts`.
-template <class F>
-::testing::AssertionResult throws_naming(F f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts)
-      if (msg.find(p) == std::string::npos)
-        return ::testing::AssertionFailure() << "message lacks \"" << p << "\": " << msg;
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-graft exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
-}
-
 Tensor to_cl(const Tensor& t) { return t.dim() == 4 ? t.to_format(MemoryFormat::channels_last) : t; }
 
 TEST(ElementwiseGrad, BinaryOpsWithBroadcasting) {
@@ -145,22 +128,22 @@ TEST(ElementwiseGrad, InPlaceChangeOfSavedOutputIsCaught) {
     NoGradGuard ng;
     y.mul_(2.0);
   }
-  EXPECT_TRUE(throws_naming([&] { sum(y).backward(); }, {"sigmoid"}));
+  EXPECT_TRUE(testing::throws_naming([&] { sum(y).backward(); }, {"sigmoid"}));
 }
 
 TEST(ElementwiseGrad, BadInputsNameTheOpAndShapes) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4}), c = Tensor::zeros({2, 3, 4});
-  EXPECT_TRUE(throws_naming([&] { add(a, b); }, {"add", "[2, 3]", "[4]"}));
-  EXPECT_TRUE(throws_naming([&] { sub(b, a); }, {"sub", "[2, 3]", "[4]"}));
-  EXPECT_TRUE(throws_naming([&] { mul(c, Tensor::zeros({3, 1, 1})); }, {"mul", "[2, 3, 4]", "[3, 1, 1]"}));
-  EXPECT_TRUE(throws_naming([&] { div(a, Tensor::zeros({3, 2})); }, {"div", "[2, 3]", "[3, 2]"}));
-  EXPECT_TRUE(throws_naming([&] { broadcast_shapes({5, 2}, {3}, "myop"); }, {"myop", "[5, 2]", "[3]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { add(a, b); }, {"add", "[2, 3]", "[4]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { sub(b, a); }, {"sub", "[2, 3]", "[4]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { mul(c, Tensor::zeros({3, 1, 1})); }, {"mul", "[2, 3, 4]", "[3, 1, 1]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { div(a, Tensor::zeros({3, 2})); }, {"div", "[2, 3]", "[3, 2]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { broadcast_shapes({5, 2}, {3}, "myop"); }, {"myop", "[5, 2]", "[3]"}));
   Tensor i = Tensor::from_vector_i64({1, 2, 3}, {3});
-  EXPECT_TRUE(throws_naming([&] { add(i, i); }, {"add", "i64"}));
-  EXPECT_TRUE(throws_naming([&] { relu(i); }, {"relu"}));
-  EXPECT_TRUE(throws_naming([&] { clip(a, 2.0, 1.0); }, {"clip", "[2, 3]"}));
-  EXPECT_TRUE(throws_naming([&] { gelu(Tensor()); }, {"gelu"}));
-  EXPECT_TRUE(throws_naming([&] { mul(a, Tensor()); }, {"mul"}));
+  EXPECT_TRUE(testing::throws_naming([&] { add(i, i); }, {"add", "i64"}));
+  EXPECT_TRUE(testing::throws_naming([&] { relu(i); }, {"relu"}));
+  EXPECT_TRUE(testing::throws_naming([&] { clip(a, 2.0, 1.0); }, {"clip", "[2, 3]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { gelu(Tensor()); }, {"gelu"}));
+  EXPECT_TRUE(testing::throws_naming([&] { mul(a, Tensor()); }, {"mul"}));
 }
 
 TEST(ElementwiseGrad, NaNPropagatesThroughActivations) {

@@ -13,22 +13,6 @@
 namespace graft {
 namespace {
 
-template <class F>
-::testing::AssertionResult throws_naming(F f, const std::vector<std::string>& needles) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& n : needles)
-      if (msg.find(n) == std::string::npos)
-        return ::testing::AssertionFailure() << "message does not mention '" << n << "': " << msg;
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-graft exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
-}
-
 TEST(CrossEntropyGrad, MatchesFiniteDifferences) {
   Generator gen = testing::test_generator();
   const int64_t n = 6, c = 5;
@@ -100,7 +84,7 @@ TEST(CrossEntropyGrad, InPlaceChangeOfSavedTensorsIsCaught) {
   Tensor t = Tensor::from_vector_i64({0, 2}, {2});
   Tensor loss = cross_entropy(x, t);
   t.fill_(1.0);  // the targets the backward would read
-  EXPECT_TRUE(throws_naming([&] { loss.backward(); }, {"cross_entropy"}));
+  EXPECT_TRUE(testing::throws_naming([&] { loss.backward(); }, {"cross_entropy"}));
 }
 
 TEST(CrossEntropyGrad, BadInputs) {
@@ -109,35 +93,35 @@ TEST(CrossEntropyGrad, BadInputs) {
   CrossEntropyOptions opt;
   auto ce = [&](const Tensor& logits, const Tensor& targets) { return cross_entropy(logits, targets, opt); };
   // Targets out of range: the op, the index and C are named.
-  EXPECT_TRUE(throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 4, 1}, {3})); },
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 4, 1}, {3})); },
                             {"cross_entropy", "target 4", "index 1", "4 classes"}));
-  EXPECT_TRUE(throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 1, -1}, {3})); },
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 1, -1}, {3})); },
                             {"cross_entropy", "target -1", "index 2"}));
   // Wrong target dtype / shape.
-  EXPECT_TRUE(throws_naming([&] { ce(x, Tensor::from_vector({0, 1, 2}, {3})); }, {"cross_entropy", "f32", "i64"}));
-  EXPECT_TRUE(throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 1}, {2})); }, {"cross_entropy", "[2]", "[3]"}));
-  EXPECT_TRUE(throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 1, 2}, {3, 1})); }, {"cross_entropy", "[3, 1]"}));
-  EXPECT_TRUE(throws_naming([&] { ce(x, Tensor()); }, {"cross_entropy", "targets"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, Tensor::from_vector({0, 1, 2}, {3})); }, {"cross_entropy", "f32", "i64"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 1}, {2})); }, {"cross_entropy", "[2]", "[3]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, Tensor::from_vector_i64({0, 1, 2}, {3, 1})); }, {"cross_entropy", "[3, 1]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, Tensor()); }, {"cross_entropy", "targets"}));
   // Wrong logits.
-  EXPECT_TRUE(throws_naming([&] { ce(Tensor::zeros({3, 4, 2}), t); }, {"cross_entropy", "[3, 4, 2]"}));
-  EXPECT_TRUE(throws_naming([&] { ce(Tensor::zeros({3, 0}), Tensor::from_vector_i64({-100, -100, -100}, {3})); },
+  EXPECT_TRUE(testing::throws_naming([&] { ce(Tensor::zeros({3, 4, 2}), t); }, {"cross_entropy", "[3, 4, 2]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(Tensor::zeros({3, 0}), Tensor::from_vector_i64({-100, -100, -100}, {3})); },
                             {"cross_entropy", "[3, 0]"}));
-  EXPECT_TRUE(throws_naming([&] { ce(Tensor::zeros({3, 4}, DType::i32), t); }, {"cross_entropy", "i32"}));
-  EXPECT_TRUE(throws_naming([&] { ce(Tensor(), t); }, {"cross_entropy", "logits"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(Tensor::zeros({3, 4}, DType::i32), t); }, {"cross_entropy", "i32"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(Tensor(), t); }, {"cross_entropy", "logits"}));
   // Options.
   opt.label_smoothing = 1.5;
-  EXPECT_TRUE(throws_naming([&] { ce(x, t); }, {"cross_entropy", "label_smoothing", "1.5"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, t); }, {"cross_entropy", "label_smoothing", "1.5"}));
   opt.label_smoothing = -0.1;
-  EXPECT_TRUE(throws_naming([&] { ce(x, t); }, {"cross_entropy", "label_smoothing"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, t); }, {"cross_entropy", "label_smoothing"}));
   opt.label_smoothing = std::numeric_limits<double>::quiet_NaN();
-  EXPECT_TRUE(throws_naming([&] { ce(x, t); }, {"cross_entropy", "label_smoothing"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, t); }, {"cross_entropy", "label_smoothing"}));
   opt.label_smoothing = 0.0;
   opt.class_weights = Tensor::ones({3});
-  EXPECT_TRUE(throws_naming([&] { ce(x, t); }, {"cross_entropy", "class_weights", "[3]", "[4]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, t); }, {"cross_entropy", "class_weights", "[3]", "[4]"}));
   opt.class_weights = Tensor::ones({4}, DType::i64);
-  EXPECT_TRUE(throws_naming([&] { ce(x, t); }, {"cross_entropy", "i64"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, t); }, {"cross_entropy", "i64"}));
   opt.class_weights = Tensor::ones({4}).set_requires_grad(true);
-  EXPECT_TRUE(throws_naming([&] { ce(x, t); }, {"cross_entropy", "class_weights", "detach"}));
+  EXPECT_TRUE(testing::throws_naming([&] { ce(x, t); }, {"cross_entropy", "class_weights", "detach"}));
 }
 
 }  // namespace

@@ -11,24 +11,6 @@
 namespace graft {
 namespace {
 
-// Runs f, expects a graft::Error whose message contains `needle` (the op name
-// and whatever else identifies the problem).
-template <class F>
-::testing::AssertionResult throws_naming(F f, const std::vector<std::string>& needles) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& n : needles)
-      if (msg.find(n) == std::string::npos)
-        return ::testing::AssertionFailure() << "message does not mention '" << n << "': " << msg;
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-graft exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
-}
-
 struct Case {
   Shape shape;
   int64_t axis;
@@ -94,17 +76,17 @@ TEST(SoftmaxGrad, InPlaceChangeOfSavedOutputIsCaught) {
     NoGradGuard ng;
     Tensor(y).mul_(2.0);  // y itself requires grad, so change it outside grad mode
   }
-  EXPECT_TRUE(throws_naming([&] { y.backward(Tensor::ones({2, 3})); }, {"softmax"}));
+  EXPECT_TRUE(testing::throws_naming([&] { y.backward(Tensor::ones({2, 3})); }, {"softmax"}));
 }
 
 TEST(SoftmaxGrad, BadInputs) {
   Tensor x = Tensor::ones({2, 3});
-  EXPECT_TRUE(throws_naming([&] { softmax(x, 2); }, {"softmax", "axis 2", "[2, 3]"}));
-  EXPECT_TRUE(throws_naming([&] { log_softmax(x, -3); }, {"log_softmax", "axis -3"}));
-  EXPECT_TRUE(throws_naming([&] { softmax(Tensor::scalar(1.0), 1); }, {"softmax", "axis 1"}));
-  EXPECT_TRUE(throws_naming([&] { softmax(Tensor::ones({2, 3}, DType::i32)); }, {"softmax", "i32"}));
-  EXPECT_TRUE(throws_naming([&] { log_softmax(Tensor::ones({4}, DType::f16)); }, {"log_softmax", "f16"}));
-  EXPECT_TRUE(throws_naming([&] { softmax(Tensor()); }, {"softmax", "undefined"}));
+  EXPECT_TRUE(testing::throws_naming([&] { softmax(x, 2); }, {"softmax", "axis 2", "[2, 3]"}));
+  EXPECT_TRUE(testing::throws_naming([&] { log_softmax(x, -3); }, {"log_softmax", "axis -3"}));
+  EXPECT_TRUE(testing::throws_naming([&] { softmax(Tensor::scalar(1.0), 1); }, {"softmax", "axis 1"}));
+  EXPECT_TRUE(testing::throws_naming([&] { softmax(Tensor::ones({2, 3}, DType::i32)); }, {"softmax", "i32"}));
+  EXPECT_TRUE(testing::throws_naming([&] { log_softmax(Tensor::ones({4}, DType::f16)); }, {"log_softmax", "f16"}));
+  EXPECT_TRUE(testing::throws_naming([&] { softmax(Tensor()); }, {"softmax", "undefined"}));
 }
 
 }  // namespace

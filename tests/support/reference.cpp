@@ -85,3 +85,29 @@ std::string shared_path(const std::string& relative) {
   return std::filesystem::exists(p) ? p : std::string();
 }
 }  // namespace graft::testing
+
+namespace graft::testing {
+::testing::AssertionResult throws_naming(const std::function<void()>& f, const std::vector<std::string>& needles) {
+  try {
+    f();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const std::string& n : needles)
+      if (msg.find(n) == std::string::npos)
+        return ::testing::AssertionFailure() << "the message does not mention '" << n << "': " << msg;
+    return ::testing::AssertionSuccess();
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "threw a non-graft exception: " << e.what();
+  }
+  return ::testing::AssertionFailure() << "no error was thrown";
+}
+
+std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace graft::testing

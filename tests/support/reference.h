@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,4 +39,12 @@ namespace graft::testing {
 // Path of a file in the shared real material ("pretrained/squeezenet1.1/...");
 // empty when that folder is absent.
 std::string shared_path(const std::string& relative);
+}  // namespace graft::testing
+
+namespace graft::testing {
+// Runs f and expects a graft::Error whose message contains every needle (the
+// op's name, the shapes...). Fails on no error or on another exception type.
+::testing::AssertionResult throws_naming(const std::function<void()>& f, const std::vector<std::string>& needles);
+// The message of the graft::Error f throws; empty when it throws none.
+std::string error_message(const std::function<void()>& f);
 }  // namespace graft::testing
