@@ -22,13 +22,25 @@ bool Optimizer::updatable(const Tensor& p, const char* opt) const {
   if (!p.requires_grad()) return false;  // frozen
   Tensor g = p.grad();
   if (!g.defined()) return false;  // not reached by this backward
-  GRAFT_CHECK(p.dtype() == DType::f32 && p.device().is_cpu() && p.is_contiguous(),
+  GRAFT_CHECK(p.dtype() == DType::f32 && p.device().is_cpu() && p.is_dense(),
               opt << ": parameter '" << p.name() << "' " << p.str()
-                  << " is not supported (f32 contiguous on the cpu; CUDA updates arrive with the CUDA backend)");
+                  << " is not supported (dense f32 on the cpu; CUDA updates arrive with the CUDA backend)");
   GRAFT_CHECK(g.shape() == p.shape(), opt << ": gradient " << shape_str(g.shape()) << " of parameter '" << p.name()
                                           << "' does not match its shape " << shape_str(p.shape()));
   return true;
 }
+
+namespace {
+// The gradient in the parameter's memory layout (a conv weight may be stored
+// packed channels-last), so the update runs flat over matching elements.
+Tensor grad_like(const Tensor& p) {
+  Tensor g = p.grad();
+  if (g.strides() == p.strides() && g.is_dense()) return g;
+  Tensor out = Tensor::empty_like(p);
+  out.copy_(g);
+  return out;
+}
+}  // namespace
 
 SGD::SGD(std::vector<ParamGroup> groups, const SgdOptions& opt) : Optimizer(std::move(groups), opt.lr), opt_(opt) {
   GRAFT_CHECK(!opt.nesterov || (opt.momentum > 0 && opt.dampening == 0),
@@ -40,7 +52,7 @@ void SGD::step() {
   for (auto& group : groups_) {
     for (auto& p : group.params) {
       if (!updatable(p, "SGD")) continue;
-      Tensor g = p.grad().contiguous();
+      Tensor g = grad_like(p);
       kernels::cpu::SgdParams s;
       s.lr = static_cast<float>(lr_ * group.lr_mult);
       s.momentum = static_cast<float>(opt_.momentum);
@@ -51,7 +63,7 @@ void SGD::step() {
       if (opt_.momentum != 0) {
         auto it = momentum_.find(p.impl_ptr().get());
         s.first_step = it == momentum_.end();
-        if (s.first_step) it = momentum_.emplace(p.impl_ptr().get(), Tensor::zeros(p.shape())).first;
+        if (s.first_step) it = momentum_.emplace(p.impl_ptr().get(), Tensor::zeros_like(p)).first;
         buf = it->second.data<float>();
       }
       kernels::cpu::sgd_update(p.data<float>(), g.data<float>(), buf, p.numel(), s);
@@ -71,10 +83,10 @@ void Adam::step() {
   for (auto& group : groups_) {
     for (auto& p : group.params) {
       if (!updatable(p, opt_.decoupled_weight_decay ? "AdamW" : "Adam")) continue;
-      Tensor g = p.grad().contiguous();
+      Tensor g = grad_like(p);
       auto it = state_.find(p.impl_ptr().get());
       if (it == state_.end())
-        it = state_.emplace(p.impl_ptr().get(), State{Tensor::zeros(p.shape()), Tensor::zeros(p.shape()), 0}).first;
+        it = state_.emplace(p.impl_ptr().get(), State{Tensor::zeros_like(p), Tensor::zeros_like(p), 0}).first;
       State& st = it->second;
       kernels::cpu::AdamParams a;
       a.lr = static_cast<float>(lr_ * group.lr_mult);

@@ -103,6 +103,25 @@ TEST(Optim, FrozenAndGradlessParametersAreUntouchedAndGroupsScaleTheRate) {
   EXPECT_EQ(c.to_vector(), c0);
 }
 
+TEST(Optim, ChannelsLastParametersUpdateLikeContiguousOnes) {
+  // Convolution weights may be stored packed (channels-last memory); the
+  // update must act on logical elements whatever the gradient's layout.
+  Generator gen = testing::test_generator();
+  Tensor w = Tensor::rand({4, 3, 2, 5}, gen);
+  Tensor packed = w.to_format(MemoryFormat::channels_last).detach();
+  Tensor plain = w.clone().detach();
+  packed.set_requires_grad(true);
+  plain.set_requires_grad(true);
+  Tensor g = Tensor::rand({4, 3, 2, 5}, gen);  // row-major gradient for both
+  packed.set_grad(g);
+  plain.set_grad(g);
+  optim::Adam a({packed}, optim::adamw_options(0.1)), b({plain}, optim::adamw_options(0.1));
+  a.step();
+  b.step();
+  EXPECT_TRUE(packed.is_channels_last());
+  EXPECT_EQ(packed.to_vector(), plain.to_vector());
+}
+
 TEST(Optim, BadOptionsAreErrors) {
   Tensor p = Tensor::zeros({2});
   p.set_requires_grad(true);
