@@ -4,6 +4,7 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/ops/dropout.h"
+#include "engine/ops/attention.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/norm.h"
 #include "engine/ops/shape.h"
@@ -73,6 +74,33 @@ Tensor GlobalAvgPool2d::forward(const Tensor& x) { return flatten(global_avg_poo
 Tensor Flatten::forward(const Tensor& x) { return flatten(x, 1); }
 
 Tensor Dropout::forward(const Tensor& x) { return dropout(x, p_, is_training(), gen_); }
+
+MultiheadAttention::MultiheadAttention(int64_t e, int64_t h, bool has_bias, Generator& gen)
+    : embed_dim(e), num_heads(h) {
+  GRAFT_CHECK(e > 0 && h > 0 && e % h == 0,
+              "MultiheadAttention: embed_dim " << e << " must be a positive multiple of num_heads " << h);
+  in_proj_weight = register_parameter("in_proj_weight", uniform_init({3 * e, e}, e, gen));
+  if (has_bias) in_proj_bias = register_parameter("in_proj_bias", Tensor::zeros({3 * e}));
+  out_proj = register_module("out_proj", std::make_shared<Linear>(e, e, has_bias, gen));
+}
+
+Tensor MultiheadAttention::forward(const Tensor& x) { return forward(x, x, x); }
+
+Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& mask) {
+  for (const Tensor* t : {&query, &key, &value})
+    GRAFT_CHECK(t->dim() == 3 && t->size(2) == embed_dim,
+                "MultiheadAttention: inputs must be (B, T, " << embed_dim << "), got " << shape_str(t->shape()));
+  const int64_t e = embed_dim, d = e / num_heads;
+  auto project = [&](const Tensor& t, int64_t part) {  // (B, T, E) -> (B, H, T, D)
+    Tensor w = slice(in_proj_weight, 0, part * e, (part + 1) * e);
+    Tensor b = in_proj_bias.defined() ? slice(in_proj_bias, 0, part * e, (part + 1) * e) : Tensor();
+    Tensor y = linear(t, w, b);
+    return permute(reshape(y, {t.size(0), t.size(1), num_heads, d}), {0, 2, 1, 3});
+  };
+  Tensor attn = scaled_dot_product_attention(project(query, 0), project(key, 1), project(value, 2), mask);
+  Tensor merged = reshape(permute(attn, {0, 2, 1, 3}), {query.size(0), query.size(1), e});
+  return out_proj->forward(merged);
+}
 
 Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> layers) {
   for (auto& m : layers) push_back(m);

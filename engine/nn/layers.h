@@ -86,6 +86,21 @@ class Dropout : public Module {
   Generator& gen_;
 };
 
+// Multi-head self-attention over (B, T, E) as in ViT and PyTorch's
+// nn.MultiheadAttention(batch_first=True): a joint input projection to q, k,
+// v (in_proj_weight (3E, E)), scaled-dot-product attention per head (the
+// tiled online-softmax op), and an output projection (out_proj (E, E)).
+class MultiheadAttention : public Module {
+ public:
+  MultiheadAttention(int64_t embed_dim, int64_t num_heads, bool bias = true, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;  // self-attention
+  // query (B, Tq, E), key/value (B, Tk, E); mask broadcastable to (B, H, Tq, Tk).
+  Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& mask = Tensor());
+  Tensor in_proj_weight, in_proj_bias;
+  std::shared_ptr<Linear> out_proj;
+  int64_t embed_dim, num_heads;
+};
+
 class Sequential : public Module {
  public:
   Sequential() = default;
