@@ -14,6 +14,7 @@ packages=(
   libjpeg-dev            # image decoding for data sets
   libonnx-dev libprotobuf-dev protobuf-compiler  # the ONNX importer
   nlohmann-json3-dev libcli11-dev                 # CLI and JSON
+  python3 python3-venv   # fixture generation (tools/onnx), never needed at run time
 )
 
 SUDO=""

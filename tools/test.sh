@@ -8,4 +8,5 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGRAFT_CUDA=AUTO
 cmake --build "$BUILD_DIR" -j "$JOBS"
+bash tools/onnx/make_fixtures.sh "$BUILD_DIR"
 ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 600
