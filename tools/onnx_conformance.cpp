@@ -60,6 +60,16 @@ std::string reason_of(const std::string& full, const std::string& path) {
   return line;
 }
 
+// The reason without its opset, for the summary by reason.
+std::string group_of(std::string reason) {
+  const size_t at = reason.find(" at opset ");
+  if (at != std::string::npos) {
+    const size_t end = reason.find_first_not_of("0123456789", at + 10);
+    reason.erase(at, (end == std::string::npos ? reason.size() : end) - at);
+  }
+  return reason;
+}
+
 std::string first_line(const std::string& s) {
   std::string l = s.substr(0, s.find('\n'));
   return l.size() > 400 ? l.substr(0, 397) + "..." : l;
@@ -155,7 +165,7 @@ void run_test(const fs::path& dir, bool verbose, Counts& c) {
   auto skip_all = [&](const std::string& reason) {
     std::printf("SKIP %s: %s\n", test.c_str(), reason.c_str());
     c.skipped += static_cast<int>(sets.size());
-    c.skip_reasons[reason] += static_cast<int>(sets.size());
+    c.skip_reasons[group_of(reason)] += static_cast<int>(sets.size());
   };
   std::shared_ptr<importer::OnnxModel> model;
   const std::string path = (dir / "model.onnx").string();
@@ -179,7 +189,7 @@ void run_test(const fs::path& dir, bool verbose, Counts& c) {
         const std::string r = reason_of(e.what(), path);
         std::printf("SKIP %s: test data: %s\n", name.c_str(), r.c_str());
         ++c.skipped;
-        ++c.skip_reasons["test data: " + r];
+        ++c.skip_reasons["test data: " + group_of(r)];
         continue;
       }
       std::vector<Tensor> got;
@@ -190,7 +200,7 @@ void run_test(const fs::path& dir, bool verbose, Counts& c) {
         const std::string r = reason_of(e.what(), path);
         std::printf("SKIP %s: %s\n", name.c_str(), r.c_str());
         ++c.skipped;
-        ++c.skip_reasons[r];
+        ++c.skip_reasons[group_of(r)];
         continue;
       }
       std::string problems;

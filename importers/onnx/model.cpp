@@ -461,7 +461,18 @@ std::shared_ptr<OnnxModel> load_onnx_bytes(const std::string& bytes, const std::
       shape_fixed[static_cast<size_t>(v)] = true;
     }
   }
-  m.steps = std::move(remaining);
+  // Dead nodes (no path to a graph output) never run.
+  std::vector<bool> needed(m.value_names.size(), false);
+  for (int v : m.output_ids) needed[static_cast<size_t>(v)] = true;
+  std::vector<Impl::Step> live;
+  for (auto it = remaining.rbegin(); it != remaining.rend(); ++it) {
+    if (std::none_of(it->out.begin(), it->out.end(), [&](int v) { return v >= 0 && needed[static_cast<size_t>(v)]; }))
+      continue;
+    for (int v : it->in)
+      if (v >= 0) needed[static_cast<size_t>(v)] = true;
+    live.push_back(std::move(*it));
+  }
+  m.steps.assign(std::make_move_iterator(live.rbegin()), std::make_move_iterator(live.rend()));
 
   // ---- lifetimes: drop folded intermediates; free each value after its last use ----
   std::vector<int> last_use(m.value_names.size(), -1);

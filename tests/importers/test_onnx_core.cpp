@@ -424,6 +424,7 @@ TEST(OnnxLoader, UnsupportedOperatorsListedInOneError) {
   b.node("OtherOp", {"y2"}, {"y3"}, "other1");
   b.node("FancyOp", {"y3"}, {"y4"}, "fancy2");
   b.node("Softmax", {"y4"}, {"y5"}, "sm");
+  b.output("y5");
   b.m.mutable_opset_import(0)->set_version(11);  // the test table has Softmax from 13 only
   const std::string msg = testing::error_message([&] { load_test(b); });
   for (const char* needle : {"test.onnx", "unsupported operators", "FancyOp", "'fancy1'", "'fancy2'", "OtherOp",
@@ -626,6 +627,18 @@ TEST(OnnxModel, OptionalInputsAndPassThroughOutputs) {
   auto out = m->run({x});
   EXPECT_EQ(out[0].to_vector(), x.to_vector());
   EXPECT_EQ(out[1].to_vector(), (std::vector<float>{0, 0, 2}));
+}
+
+TEST(OnnxModel, DeadNodesDoNotRun) {
+  ModelBuilder b;
+  b.input("x", {3}).output("y");
+  b.node("Relu", {"x"}, {"y"});
+  b.node("Add", {"x", "x"}, {"unused"});
+  auto m = load_test(b);
+  g_add_calls = 0;
+  m->forward(Tensor::zeros({3}));
+  EXPECT_EQ(g_add_calls.load(), 0);
+  EXPECT_EQ(m->op_types(), (std::vector<std::string>{"Relu", "Add"}));  // still listed
 }
 
 // ---- the real operator table -------------------------------------------------------------------
