@@ -1,11 +1,13 @@
 // The ONNX core: TensorProto I/O, the loader's checks, the executor
 // (parameters, buffers, constants, folding, input checks, gradients), and the
 // real mnist-8 model once the operator families are in.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -640,6 +642,41 @@ TEST(OnnxModel, DeadNodesDoNotRun) {
   EXPECT_EQ(g_add_calls.load(), 0);
   EXPECT_EQ(m->op_types(), (std::vector<std::string>{"Relu", "Add"}));  // still listed
 }
+
+// ---- the CLI ---------------------------------------------------------------------------------
+
+#ifdef GRAFT_CLI
+int run_cli(const std::string& args) {
+  const int status = std::system((std::string(GRAFT_CLI) + " " + args + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(GraftCli, RunWritesOutputsAndExitCodesSayWhatWentWrong) {
+  const std::string dir = temp_dir();
+  ModelBuilder b;  // no nodes: the outputs are the inputs, so any operator table runs it
+  b.input("a", {2, 3}).input("b", {-1}, TP::INT64).output("b", TP::INT64).output("a");
+  {
+    std::ofstream f(dir + "/model.onnx", std::ios::binary);
+    f << b.bytes();
+  }
+  Tensor a = sample(DType::f32, {2, 3}), i = Tensor::from_vector_i64({5, -7, 1 << 30}, {3});
+  write_tensor_file(dir + "/in_0.pb", a, "a");
+  write_tensor_file(dir + "/in_1.pb", i, "b");
+  const std::string model = dir + "/model.onnx";
+  ASSERT_EQ(run_cli("run " + model + " --input " + dir + "/in_0.pb --input " + dir + "/in_1.pb --output-dir " + dir + "/out"), 0);
+  EXPECT_TRUE(same_bits(read_tensor_file(dir + "/out/output_0.pb"), i));
+  EXPECT_TRUE(same_bits(read_tensor_file(dir + "/out/output_1.pb"), a));
+  EXPECT_EQ(run_cli("info " + model), 0);
+  EXPECT_EQ(run_cli("run " + model + " --input " + dir + "/in_0.pb --output-dir " + dir + "/out"), 1);  // one input short
+  EXPECT_EQ(run_cli("run " + model + " --input " + dir + "/in_1.pb --input " + dir + "/in_0.pb --output-dir " + dir + "/o2"), 1);
+  EXPECT_EQ(run_cli("run " + dir + "/in_0.pb --output-dir " + dir + "/out"), 1);  // not a model
+  EXPECT_EQ(run_cli("run " + model), 2);                                          // no --output-dir
+  EXPECT_EQ(run_cli("run " + dir + "/missing.onnx --output-dir " + dir), 2);
+  EXPECT_EQ(run_cli("frobnicate"), 2);
+  EXPECT_EQ(run_cli(""), 2);
+  fs::remove_all(dir);
+}
+#endif
 
 // ---- the real operator table -------------------------------------------------------------------
 
