@@ -20,4 +20,17 @@ struct Conv2dOptions {
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& opt = {});
 
+struct ConvTranspose2dOptions {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 4> padding{0, 0, 0, 0};  // top, left, bottom, right: cropped from the full output
+  std::array<int64_t, 2> output_padding{0, 0};  // extra rows/columns at the bottom/right
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+
+// The transpose (gradient) of conv2d: x (N, C, H, W), weight (C, O/groups, kH,
+// kW) as PyTorch/ONNX; output (N, O, (H-1)*s - pads + d*(k-1) + 1 + output_padding, ...).
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                        const ConvTranspose2dOptions& opt = {});
+
 }  // namespace graft

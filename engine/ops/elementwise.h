@@ -28,6 +28,13 @@ Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::none);
 Tensor hardswish(const Tensor& x);    // x * relu6(x + 3) / 6
 Tensor hardsigmoid(const Tensor& x);  // relu6(x + 3) / 6 (the ONNX op's alpha/beta default to 1/6, 0.5)
 Tensor tanh(const Tensor& x);
+Tensor erf(const Tensor& x);
+// a ** b elementwise with broadcasting (differentiable in both; d/db needs a > 0).
+Tensor pow(const Tensor& a, const Tensor& b);
+// cond ? a : b with broadcasting; cond is bool (or u8). Differentiable in a and b.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// a == b with broadcasting -> bool; not differentiable (any supported dtype).
+Tensor equal(const Tensor& a, const Tensor& b);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

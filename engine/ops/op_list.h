@@ -26,6 +26,9 @@
   X(hardswish, "hardswish")                     \
   X(hardsigmoid, "hardsigmoid")                 \
   X(tanh, "tanh")                               \
+  X(erf, "erf")                                 \
+  X(pow, "pow")                                 \
+  X(where, "where")                             \
   /* reductions */                              \
   X(sum, "sum")                                 \
   X(mean, "mean")                               \
@@ -36,11 +39,13 @@
   X(slice, "slice")                             \
   X(pad, "pad")                                 \
   X(expand, "expand")                           \
+  X(gather, "gather")                           \
   /* linear algebra */                          \
   X(matmul, "matmul")                           \
   X(linear, "linear")                           \
   /* convolution and pooling */                 \
   X(conv2d, "conv2d")                           \
+  X(conv_transpose2d, "conv_transpose2d")       \
   X(max_pool2d, "max_pool2d")                   \
   X(avg_pool2d, "avg_pool2d")                   \
   X(global_avg_pool2d, "global_avg_pool2d")     \

@@ -24,6 +24,10 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
 // Negative pads crop.
 enum class PadMode { constant, reflect, edge };
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, PadMode mode = PadMode::constant, double value = 0.0);
+// Takes slices of x along `axis` at `indices` (i64 or i32, any shape, negative
+// counts from the end), as ONNX Gather / numpy.take: the result's shape is
+// x.shape[:axis] + indices.shape + x.shape[axis+1:]. Differentiable in x.
+Tensor gather(const Tensor& x, const Tensor& indices, int64_t axis);
 // Broadcast to `shape` (materialised).
 Tensor expand(const Tensor& x, const Shape& shape);
 

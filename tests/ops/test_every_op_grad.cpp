@@ -66,6 +66,7 @@ std::map<OpId, GradCase> cases() {
       {OpId::hardswish, {[](auto& x) { return hardswish(x[0]); }, {{9}}, -5.f, 5.f, six_kinks}},
       {OpId::hardsigmoid, {[](auto& x) { return hardsigmoid(x[0]); }, {{9}}, -5.f, 5.f, six_kinks}},
       {OpId::tanh, {[](auto& x) { return tanh(x[0]); }, {{7}}, -2.f, 2.f}},
+      // -- cases of the ONNX math family's new ops (erf, pow, where) --
       {OpId::sum, {[](auto& x) { return sum(x[0], {0, 2}, true); }, {{3, 4, 5}}}},
       {OpId::mean, {[](auto& x) { return mean(x[0], {-1}); }, {{3, 4, 5}}}},
       {OpId::reshape, {[](auto& x) { return reshape(x[0], {4, -1}); }, {{2, 3, 2, 2}}}},
@@ -74,9 +75,11 @@ std::map<OpId, GradCase> cases() {
       {OpId::slice, {[](auto& x) { return slice(x[0], 1, 1, 6, 2); }, {{2, 7}}}},
       {OpId::pad, {[](auto& x) { return pad(x[0], {1, 0, 2, 1}, PadMode::reflect); }, {{1, 2, 4, 5}}}},
       {OpId::expand, {[](auto& x) { return expand(x[0], {3, 2, 4}); }, {{2, 1}}}},
+      // -- cases of the ONNX shape family's new ops (gather) --
       {OpId::matmul, {[](auto& x) { return matmul(x[0], x[1]); }, {{2, 3, 5}, {5, 4}}}},
       {OpId::linear, {[](auto& x) { return linear(x[0], x[1], x[2]); }, {{3, 5}, {4, 5}, {4}}}},
       {OpId::conv2d, {[conv](auto& x) { return conv2d(x[0], x[1], x[2], conv); }, {{2, 3, 5, 6}, {4, 3, 3, 2}, {4}}}},
+      // -- cases of the ONNX nn family's new ops (conv_transpose2d) --
       {OpId::max_pool2d, {[pool](auto& x) { return max_pool2d(x[0], pool); }, {{2, 3, 6, 7}}, 0, 0, {}, true}},
       {OpId::avg_pool2d, {[pool](auto& x) { return avg_pool2d(x[0], pool); }, {{2, 3, 6, 7}}}},
       {OpId::global_avg_pool2d, {[](auto& x) { return global_avg_pool2d(x[0]); }, {{2, 3, 4, 5}}}},
