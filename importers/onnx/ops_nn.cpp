@@ -22,6 +22,12 @@ bool wants_output(const NodeContext& ctx, int i) {
   return ctx.node().output_size() > i && !ctx.node().output(i).empty();
 }
 
+// The outputs the node declares, no more (trailing optional ones left out).
+std::vector<Tensor> declared(const NodeContext& ctx, std::vector<Tensor> out) {
+  if (static_cast<int>(out.size()) > ctx.node().output_size()) out.resize(ctx.node().output_size());
+  return out;
+}
+
 int64_t normalize_axis(const NodeContext& ctx, int64_t axis, int64_t rank, const char* what) {
   GRAFT_NODE_CHECK(ctx, axis >= -rank && axis < std::max<int64_t>(rank, 1),
                    what << " " << axis << " is out of range for a rank-" << rank << " input");
@@ -38,13 +44,15 @@ struct Window {
   std::array<int64_t, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
 };
 
-// Reads an ints attribute of `spatial` values (or its default), as 2-D.
-std::array<int64_t, 2> spatial_ints(const NodeContext& ctx, const std::string& name, int spatial, int64_t fallback) {
+// Reads an ints attribute of `spatial` values (or its default), as 2-D; a
+// 1-D node's unit height gets `unit` (1 for sizes and steps, 0 for paddings).
+std::array<int64_t, 2> spatial_ints(const NodeContext& ctx, const std::string& name, int spatial, int64_t fallback,
+                                    int64_t unit = 1) {
   std::vector<int64_t> v = ctx.attr_ints(name, std::vector<int64_t>(spatial, fallback));
   GRAFT_NODE_CHECK(ctx, static_cast<int>(v.size()) == spatial,
                    "attribute '" << name << "' has " << v.size() << " values, the input has " << spatial
                                  << " spatial dimensions");
-  return spatial == 1 ? std::array<int64_t, 2>{1, v[0]} : std::array<int64_t, 2>{v[0], v[1]};
+  return spatial == 1 ? std::array<int64_t, 2>{unit, v[0]} : std::array<int64_t, 2>{v[0], v[1]};
 }
 
 // 1-D (N, C, L) -> (N, C, 1, L); checks the rank; refuses 3-D.
@@ -134,7 +142,7 @@ std::vector<Tensor> convert_conv_transpose(const NodeContext& ctx, const std::ve
   check_kernel_shape(ctx, win, in[1]);
   win.stride = spatial_ints(ctx, "strides", s, 1);
   win.dilation = spatial_ints(ctx, "dilations", s, 1);
-  std::array<int64_t, 2> out_pad = spatial_ints(ctx, "output_padding", s, 0);
+  std::array<int64_t, 2> out_pad = spatial_ints(ctx, "output_padding", s, 0, 0);
   for (int i = 0; i < 2; ++i)
     GRAFT_NODE_CHECK(ctx, win.stride[i] >= 1 && win.dilation[i] >= 1 && out_pad[i] >= 0,
                      "strides and dilations must be >= 1, output_padding >= 0");
@@ -208,8 +216,17 @@ std::vector<Tensor> convert_max_pool(const NodeContext& ctx, const std::vector<T
   const int s = spatial_rank(ctx, in[0]);
   GRAFT_NODE_CHECK(ctx, ctx.attr_int("storage_order", 0) == 0, "storage_order=1 (column-major) is not supported");
   GRAFT_NODE_CHECK(ctx, !wants_output(ctx, 1), "the Indices output is not supported");
-  GRAFT_NODE_CHECK(ctx, in[0].dtype() == DType::f32,
-                   "only float input is supported, got " << dtype_name(in[0].dtype()));
+  if (in[0].dtype() == DType::u8) {  // 8-bit images: exact in f32, no gradient to carry
+    autograd::NoGradGuard no_grad;
+    Tensor xf = Tensor::empty(in[0].shape());
+    xf.copy_(in[0]);
+    const Tensor x = as_2d(xf, s);
+    const Tensor y = from_2d(max_pool2d(x, pool_options(ctx, x, s, true)), s);
+    Tensor out = Tensor::empty(y.shape(), DType::u8);
+    out.copy_(y);
+    return {out};
+  }
+  GRAFT_NODE_CHECK(ctx, in[0].dtype() == DType::f32, "input dtype " << dtype_name(in[0].dtype()) << " is not supported");
   const Tensor x = as_2d(in[0], s);
   return {from_2d(max_pool2d(x, pool_options(ctx, x, s, true)), s)};
 }
@@ -288,7 +305,7 @@ std::vector<Tensor> convert_batch_norm(const NodeContext& ctx, const std::vector
     out.push_back(batch_mean);
     out.push_back(batch_var);
   }
-  return out;
+  return declared(ctx, std::move(out));
 }
 
 // ---- Gemm, MatMul --------------------------------------------------------------------------
@@ -486,25 +503,37 @@ std::vector<Tensor> convert_attention(const NodeContext& ctx, const std::vector<
     y = permute(y, {0, 2, 1, 3});
     y = reshape(y, {y.size(0), y.size(1), y.size(2) * y.size(3)});
   }
-  return {y, present_k, present_v};
+  return declared(ctx, {y, present_k, present_v});
+}
+
+OpSpec spec(const char* op, int min_opset, int max_opset, Converter f, std::vector<int> value_inputs = {},
+            std::vector<int> buffer_inputs = {}) {
+  OpSpec o;
+  o.op_type = op;
+  o.min_opset = min_opset;
+  o.max_opset = max_opset;
+  o.convert = f;
+  o.value_inputs = std::move(value_inputs);
+  o.buffer_inputs = std::move(buffer_inputs);
+  return o;
 }
 
 }  // namespace
 
 void register_nn_ops(OpRegistry& r) {
-  r.add({"Conv", 7, 24, convert_conv});
-  r.add({"ConvTranspose", 7, 24, convert_conv_transpose});
-  r.add({"MaxPool", 7, 24, convert_max_pool});
-  r.add({"AveragePool", 7, 24, convert_avg_pool});
-  r.add({"GlobalAveragePool", 7, 24, convert_global_avg_pool});
-  r.add({"BatchNormalization", 7, 24, convert_batch_norm, {}, {3, 4}});
-  r.add({"Gemm", 7, 24, convert_gemm});
-  r.add({"MatMul", 7, 24, convert_matmul});
-  r.add({"Dropout", 7, 24, convert_dropout, {1, 2}});
-  r.add({"LayerNormalization", 17, 24, convert_layer_norm});
-  r.add({"Softmax", 7, 24, convert_softmax<softmax>});
-  r.add({"LogSoftmax", 7, 24, convert_softmax<log_softmax>});
-  r.add({"Attention", 23, 24, convert_attention});
+  r.add(spec("Conv", 7, 24, convert_conv));
+  r.add(spec("ConvTranspose", 7, 24, convert_conv_transpose));
+  r.add(spec("MaxPool", 7, 24, convert_max_pool));
+  r.add(spec("AveragePool", 7, 24, convert_avg_pool));
+  r.add(spec("GlobalAveragePool", 7, 24, convert_global_avg_pool));
+  r.add(spec("BatchNormalization", 7, 24, convert_batch_norm, {}, {3, 4}));
+  r.add(spec("Gemm", 7, 24, convert_gemm));
+  r.add(spec("MatMul", 7, 24, convert_matmul));
+  r.add(spec("Dropout", 7, 24, convert_dropout, {1, 2}));
+  r.add(spec("LayerNormalization", 17, 24, convert_layer_norm));
+  r.add(spec("Softmax", 7, 24, convert_softmax<softmax>));
+  r.add(spec("LogSoftmax", 7, 24, convert_softmax<log_softmax>));
+  r.add(spec("Attention", 23, 24, convert_attention));
 }
 
 }  // namespace graft::importer
