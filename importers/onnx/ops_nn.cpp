@@ -448,7 +448,8 @@ Tensor additive_mask(const Tensor& mask) {
 
 std::vector<Tensor> convert_attention(const NodeContext& ctx, const std::vector<Tensor>& in) {
   GRAFT_NODE_CHECK(ctx, present(in, 0) && present(in, 1) && present(in, 2), "needs inputs Q, K and V");
-  GRAFT_NODE_CHECK(ctx, ctx.attr_float("softcap", 0.f) == 0.f, "softcap is not supported");
+  const double softcap = ctx.attr_float("softcap", 0.f);
+  GRAFT_NODE_CHECK(ctx, softcap >= 0.0, "a negative softcap (" << softcap << ") is not supported");
   GRAFT_NODE_CHECK(ctx, !wants_output(ctx, 3), "the qk_matmul_output output is not supported");
   GRAFT_NODE_CHECK(ctx, !present(in, 6), "nonpad_kv_seqlen is not supported");
   GRAFT_NODE_CHECK(ctx, present(in, 4) == present(in, 5), "past_key and past_value must be given together");
@@ -498,7 +499,30 @@ std::vector<Tensor> convert_attention(const NodeContext& ctx, const std::vector<
       mask = pad(mask, pads, PadMode::constant, -std::numeric_limits<double>::infinity());
     }
   }
-  Tensor y = scaled_dot_product_attention(q, k, v, mask, o);
+  // Causal masking is aligned bottom-right when past keys precede the new
+  // ones (query i sees keys j <= i + past); the engine's causal flag is the
+  // top-left case, so a cache or a softcap takes an explicit additive mask.
+  const int64_t past = present(in, 4) ? in[4].size(2) : 0;
+  if (o.causal && (past > 0 || softcap > 0.0)) {
+    const int64_t sq = q.size(2), sk = k.size(2);
+    std::vector<float> bias(sq * sk);
+    for (int64_t i = 0; i < sq; ++i)
+      for (int64_t j = 0; j < sk; ++j) bias[i * sk + j] = j <= i + past ? 0.f : -std::numeric_limits<float>::infinity();
+    Tensor causal = Tensor::from_vector(bias, {sq, sk});
+    if (mask.defined() && mask.dtype() == DType::boolean) mask = additive_mask(mask);
+    mask = mask.defined() ? add(mask, causal) : causal;
+    o.causal = false;
+  }
+  Tensor y;
+  if (softcap > 0.0) {  // softcap * tanh(scores / softcap), before the mask (so masked keys stay at -inf)
+    const double scale = o.scale > 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+    Tensor scores = mul_scalar(matmul(q, transpose(k, 2, 3)), scale);
+    scores = mul_scalar(tanh(mul_scalar(scores, 1.0 / softcap)), softcap);
+    if (mask.defined()) scores = add(scores, mask.dtype() == DType::boolean ? additive_mask(mask) : mask);
+    y = matmul(softmax(scores, -1), v);
+  } else {
+    y = scaled_dot_product_attention(q, k, v, mask, o);
+  }
   if (rank == 3) {  // (B, H, S, Dv) -> (B, S, H*Dv)
     y = permute(y, {0, 2, 1, 3});
     y = reshape(y, {y.size(0), y.size(1), y.size(2) * y.size(3)});

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/autograd/grad_mode.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/shape.h"
 #include "gtest/gtest.h"
 #include "importers/onnx/converter.h"
@@ -368,7 +369,7 @@ TEST(OnnxNn, DropoutModesAndMask) {
 
 // softmax(scale * q.k + mask) v per head, in doubles; kv head h * hkv / hq serves query head h.
 std::vector<double> ref_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<float>& mask,
-                                  bool causal, double scale) {
+                                  bool causal, double scale, double softcap = 0.0, int64_t past = 0) {
   const auto qv = q.to_vector(), kv = k.to_vector(), vv = v.to_vector();
   const int64_t B = q.size(0), H = q.size(1), S = q.size(2), D = q.size(3), HK = k.size(1), L = k.size(2), DV = v.size(3);
   std::vector<double> y(B * H * S * DV, 0.0);
@@ -381,8 +382,10 @@ std::vector<double> ref_attention(const Tensor& q, const Tensor& k, const Tensor
         for (int64_t j = 0; j < L; ++j) {
           double d = 0;
           for (int64_t e = 0; e < D; ++e) d += double(qv[((b * H + h) * S + i) * D + e]) * kv[((b * HK + hk) * L + j) * D + e];
-          s[j] = d * scale + (mask.empty() ? 0.0 : mask[i * L + j]);
-          if (causal && j > i) s[j] = -INFINITY;
+          s[j] = d * scale;
+          if (softcap > 0) s[j] = softcap * std::tanh(s[j] / softcap);
+          s[j] += mask.empty() ? 0.0 : mask[i * L + j];
+          if (causal && j > i + past) s[j] = -INFINITY;
           mx = std::max(mx, s[j]);
         }
         double z = 0;
@@ -424,10 +427,23 @@ TEST(OnnxNn, Attention3dGroupedQueryMaskCausal) {
     const Tensor y = run(n, 23, {q4, k4, v4, Tensor::from_vector(keep, {3, 4}, DType::boolean)})[0];
     EXPECT_TRUE(all_close(y.to_vector(), ref_attention(q4, k4, v4, additive, false, 0.5), 1e-4, 1e-5));
   }
-  Node soft("Attention", 3);
-  soft.f("softcap", 2.f);
-  EXPECT_TRUE(graft::testing::throws_naming([&] { run(soft, 23, {rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g)}); },
-                                            {"n_Attention", "softcap"}));
+  {  // softcap (before the mask) and a key cache with causal masking aligned bottom-right
+    const Tensor q4 = rnd({1, 2, 3, 4}, g), k4 = rnd({1, 2, 2, 4}, g), v4 = rnd({1, 2, 2, 3}, g);
+    const Tensor pk = rnd({1, 2, 3, 4}, g), pv = rnd({1, 2, 3, 3}, g);
+    const Tensor mask4 = rnd({3, 5}, g);
+    Node n("Attention", 6, 3);
+    n.f("softcap", 0.8f).i("is_causal", 1);
+    const std::vector<Tensor> out = run(n, 23, {mul_scalar(q4, 3.0), k4, v4, mask4, pk, pv});
+    ASSERT_EQ(out.size(), 3u);
+    const Tensor kk = concat({pk, k4}, 2), vv = concat({pv, v4}, 2);
+    EXPECT_TRUE(all_close(out[0].to_vector(),
+                          ref_attention(mul_scalar(q4, 3.0), kk, vv, mask4.to_vector(), true, 0.5, 0.8, 3), 1e-4, 1e-5));
+    EXPECT_TRUE(all_close(out[1].to_vector(), graft::testing::to_double(kk), 0, 0));
+    EXPECT_EQ(out[2].shape(), (Shape{1, 2, 5, 3}));
+  }
+  Node qk("Attention", 3, 4);
+  EXPECT_TRUE(graft::testing::throws_naming([&] { run(qk, 23, {rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g)}); },
+                                            {"n_Attention", "qk_matmul_output"}));
 }
 
 TEST(OnnxNn, PoolingRefusesWhatItCannotDo) {
