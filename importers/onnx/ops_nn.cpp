@@ -450,7 +450,9 @@ std::vector<Tensor> convert_attention(const NodeContext& ctx, const std::vector<
   GRAFT_NODE_CHECK(ctx, present(in, 0) && present(in, 1) && present(in, 2), "needs inputs Q, K and V");
   const double softcap = ctx.attr_float("softcap", 0.f);
   GRAFT_NODE_CHECK(ctx, softcap >= 0.0, "a negative softcap (" << softcap << ") is not supported");
-  GRAFT_NODE_CHECK(ctx, !wants_output(ctx, 3), "the qk_matmul_output output is not supported");
+  const bool want_qk = wants_output(ctx, 3);
+  const int64_t qk_mode = ctx.attr_int("qk_matmul_output_mode", 0);
+  GRAFT_NODE_CHECK(ctx, qk_mode >= 0 && qk_mode <= 3, "qk_matmul_output_mode " << qk_mode << " is not supported (0..3)");
   GRAFT_NODE_CHECK(ctx, !present(in, 6), "nonpad_kv_seqlen is not supported");
   GRAFT_NODE_CHECK(ctx, present(in, 4) == present(in, 5), "past_key and past_value must be given together");
   const int64_t rank = in[0].dim();
@@ -503,7 +505,8 @@ std::vector<Tensor> convert_attention(const NodeContext& ctx, const std::vector<
   // ones (query i sees keys j <= i + past); the engine's causal flag is the
   // top-left case, so a cache or a softcap takes an explicit additive mask.
   const int64_t past = present(in, 4) ? in[4].size(2) : 0;
-  if (o.causal && (past > 0 || softcap > 0.0)) {
+  const bool explicit_scores = softcap > 0.0 || want_qk;
+  if (o.causal && (past > 0 || explicit_scores)) {
     const int64_t sq = q.size(2), sk = k.size(2);
     std::vector<float> bias(sq * sk);
     for (int64_t i = 0; i < sq; ++i)
@@ -513,13 +516,20 @@ std::vector<Tensor> convert_attention(const NodeContext& ctx, const std::vector<
     mask = mask.defined() ? add(mask, causal) : causal;
     o.causal = false;
   }
-  Tensor y;
-  if (softcap > 0.0) {  // softcap * tanh(scores / softcap), before the mask (so masked keys stay at -inf)
+  Tensor y, qk_out;
+  if (explicit_scores) {
+    // softcap * tanh(scores / softcap) comes before the mask (masked keys stay
+    // at -inf). qk_matmul_output as the ONNX reference gives it: modes 0 and
+    // 1 the (softcapped) scores, 2 with the mask added, 3 the softmax.
     const double scale = o.scale > 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
     Tensor scores = mul_scalar(matmul(q, transpose(k, 2, 3)), scale);
-    scores = mul_scalar(tanh(mul_scalar(scores, 1.0 / softcap)), softcap);
+    if (softcap > 0.0) scores = mul_scalar(tanh(mul_scalar(scores, 1.0 / softcap)), softcap);
+    qk_out = scores;
     if (mask.defined()) scores = add(scores, mask.dtype() == DType::boolean ? additive_mask(mask) : mask);
-    y = matmul(softmax(scores, -1), v);
+    if (qk_mode == 2) qk_out = scores;
+    const Tensor probs = softmax(scores, -1);
+    if (qk_mode == 3) qk_out = probs;
+    y = matmul(probs, v);
   } else {
     y = scaled_dot_product_attention(q, k, v, mask, o);
   }
@@ -527,7 +537,7 @@ std::vector<Tensor> convert_attention(const NodeContext& ctx, const std::vector<
     y = permute(y, {0, 2, 1, 3});
     y = reshape(y, {y.size(0), y.size(1), y.size(2) * y.size(3)});
   }
-  return declared(ctx, {y, present_k, present_v});
+  return declared(ctx, {y, present_k, present_v, qk_out});
 }
 
 OpSpec spec(const char* op, int min_opset, int max_opset, Converter f, std::vector<int> value_inputs = {},

@@ -441,9 +441,24 @@ TEST(OnnxNn, Attention3dGroupedQueryMaskCausal) {
     EXPECT_TRUE(all_close(out[1].to_vector(), graft::testing::to_double(kk), 0, 0));
     EXPECT_EQ(out[2].shape(), (Shape{1, 2, 5, 3}));
   }
-  Node qk("Attention", 3, 4);
-  EXPECT_TRUE(graft::testing::throws_naming([&] { run(qk, 23, {rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g)}); },
-                                            {"n_Attention", "qk_matmul_output"}));
+  {  // qk_matmul_output mode 3: the attention probabilities, (B, H, Sq, Sk), rows summing to 1
+    Node qk("Attention", 3, 4);
+    qk.i("qk_matmul_output_mode", 3).i("is_causal", 1);
+    const std::vector<Tensor> out = run(qk, 23, {rnd({1, 2, 3, 4}, g), rnd({1, 2, 5, 4}, g), rnd({1, 2, 5, 4}, g)});
+    ASSERT_EQ(out.size(), 4u);
+    ASSERT_EQ(out[3].shape(), (Shape{1, 2, 3, 5}));
+    const auto p = out[3].to_vector();
+    for (int r = 0; r < 6; ++r) {
+      double sum = 0;
+      for (int j = 0; j < 5; ++j) sum += p[r * 5 + j];
+      EXPECT_NEAR(sum, 1.0, 1e-5);
+      EXPECT_EQ(p[r * 5 + 4], 0.f);  // causal: no row of 3 queries sees key 4
+    }
+    Node bad("Attention", 3, 4);
+    bad.i("qk_matmul_output_mode", 7);
+    EXPECT_TRUE(graft::testing::throws_naming([&] { run(bad, 23, {rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g), rnd({1, 1, 2, 2}, g)}); },
+                                              {"n_Attention", "qk_matmul_output_mode"}));
+  }
 }
 
 TEST(OnnxNn, PoolingRefusesWhatItCannotDo) {
