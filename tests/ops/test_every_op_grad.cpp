@@ -80,6 +80,15 @@ std::map<OpId, GradCase> cases() {
       {OpId::linear, {[](auto& x) { return linear(x[0], x[1], x[2]); }, {{3, 5}, {4, 5}, {4}}}},
       {OpId::conv2d, {[conv](auto& x) { return conv2d(x[0], x[1], x[2], conv); }, {{2, 3, 5, 6}, {4, 3, 3, 2}, {4}}}},
       // -- cases of the ONNX nn family's new ops (conv_transpose2d) --
+      {OpId::conv_transpose2d,
+       {[](auto& x) {
+          ConvTranspose2dOptions o;
+          o.stride = {2, 1};
+          o.padding = {1, 0, 0, 1};
+          o.output_padding = {1, 0};
+          return conv_transpose2d(x[0], x[1], x[2], o);
+        },
+        {{2, 3, 3, 4}, {3, 2, 3, 2}, {2}}}},
       {OpId::max_pool2d, {[pool](auto& x) { return max_pool2d(x[0], pool); }, {{2, 3, 6, 7}}, 0, 0, {}, true}},
       {OpId::avg_pool2d, {[pool](auto& x) { return avg_pool2d(x[0], pool); }, {{2, 3, 6, 7}}}},
       {OpId::global_avg_pool2d, {[](auto& x) { return global_avg_pool2d(x[0]); }, {{2, 3, 4, 5}}}},
