@@ -93,13 +93,34 @@ Tolerance tolerance_for(DType t) {
   }
 }
 
+// Cases whose stored expected outputs are less precise than float32, each
+// with the evidence. Anything listed here is compared with atol = the stated
+// precision of the stored values, no looser.
+struct ReferenceDefect {
+  const char* test;
+  double atol;
+  const char* why;
+};
+constexpr ReferenceDefect kReferenceDefects[] = {
+    {"test_averagepool_2d_ceil_last_window_starts_on_pad", 1e-4,
+     "expected output stored to 4 decimals (0.1511, 0.2841, 0.3572); the exact averages of the stored "
+     "inputs are 0.15105554, 0.2840444, 0.35722223, as onnxruntime 1.32 computes too"},
+};
+
+const ReferenceDefect* reference_defect(const std::string& case_name) {
+  for (const auto& d : kReferenceDefects)
+    if (case_name.rfind(std::string(d.test) + "/", 0) == 0) return &d;
+  return nullptr;
+}
+
 // Empty when equal; else what differs.
-std::string compare(const Tensor& got, const Tensor& want) {
+std::string compare(const Tensor& got, const Tensor& want, const ReferenceDefect* defect) {
   char buf[256];
   if (got.dtype() != want.dtype())
     return std::string("dtype ") + dtype_name(got.dtype()) + ", expected " + dtype_name(want.dtype());
   if (got.shape() != want.shape()) return "shape " + shape_str(got.shape()) + ", expected " + shape_str(want.shape());
-  const Tolerance tol = tolerance_for(want.dtype());
+  Tolerance tol = tolerance_for(want.dtype());
+  if (defect) tol.atol = std::max(tol.atol, defect->atol);
   if (is_floating(want.dtype())) {
     const std::vector<float> a = got.to_vector(), b = want.to_vector();
     double worst = 0, worst_excess = 0;
@@ -212,8 +233,10 @@ void run_test(const fs::path& dir, bool verbose, Counts& c) {
       std::string problems;
       if (got.size() != expected.size())
         problems = std::to_string(got.size()) + " outputs, expected " + std::to_string(expected.size());
+      const ReferenceDefect* defect = reference_defect(name);
+      if (defect && verbose) std::printf("NOTE %s: compared at atol %g: %s\n", name.c_str(), defect->atol, defect->why);
       for (size_t i = 0; problems.empty() && i < got.size(); ++i) {
-        const std::string d = compare(got[i], expected[i]);
+        const std::string d = compare(got[i], expected[i], defect);
         if (!d.empty()) problems = "output " + std::to_string(i) + " '" + model->outputs()[i].name + "': " + d;
       }
       if (problems.empty()) {
