@@ -1,12 +1,13 @@
 // ONNX converters of the shape family (see converter.h): Flatten, Reshape,
-// Transpose, Concat, Split, Slice, Squeeze, Unsqueeze, Gather, Shape,
-// Constant, ConstantOfShape, Expand, Pad.
+// Transpose, Concat, Split, Slice, Squeeze, Unsqueeze, Gather, Shape, Size,
+// Range, Constant, ConstantOfShape, Expand, Pad.
 //
 // They act on logical (ONNX) shapes; the engine's shape ops keep whatever
 // memory layout suits them. Integer tensors (shape subgraphs: Shape -> Gather
 // -> Unsqueeze -> Concat -> Reshape on i64) go through the same engine ops,
 // which copy integers exactly on the CPU.
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -246,6 +247,39 @@ Inputs convert_shape(const NodeContext& ctx, const Inputs& in) {
   return {Tensor::from_vector_i64(dims, {static_cast<int64_t>(dims.size())})};
 }
 
+// Size: the element count as an i64 scalar.
+Inputs convert_size(const NodeContext& ctx, const Inputs& in) {
+  return {Tensor::from_vector_i64({input(ctx, in, 0, "data").numel()}, {})};
+}
+
+// Range: start, start + delta, ... while before limit; ceil((limit - start) /
+// delta) elements of the inputs' type. Integers are computed in int64
+// (exact); floats as start + i * delta in float, as ONNX's reference does.
+Inputs convert_range(const NodeContext& ctx, const Inputs& in) {
+  const Tensor& start = input(ctx, in, 0, "start");
+  const Tensor& limit = input(ctx, in, 1, "limit");
+  const Tensor& delta = input(ctx, in, 2, "delta");
+  for (const Tensor* t : {&start, &limit, &delta})
+    GRAFT_NODE_CHECK(ctx, t->numel() == 1 && t->dtype() == start.dtype(),
+                     "start, limit and delta must be scalars of one type; got " << start.str() << ", " << limit.str()
+                                                                               << ", " << delta.str());
+  if (is_floating(start.dtype())) {
+    const float s = start.item(), l = limit.item(), d = delta.item();
+    GRAFT_NODE_CHECK(ctx, d != 0.f, "delta is 0");
+    const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((l - s) / d)));
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[i] = s + static_cast<float>(i) * d;
+    return {Tensor::from_vector(v, {n}, start.dtype())};
+  }
+  const int64_t s = start.to_vector_i64()[0], l = limit.to_vector_i64()[0], d = delta.to_vector_i64()[0];
+  GRAFT_NODE_CHECK(ctx, d != 0, "delta is 0");
+  const int64_t span = l - s, n = std::max<int64_t>(0, span / d + (span % d != 0 && (span > 0) == (d > 0)));
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[i] = s + i * d;
+  Tensor out = Tensor::from_vector_i64(v, {n});
+  return {start.dtype() == DType::i64 ? out : out.to(start.dtype())};
+}
+
 // ---- Constant, ConstantOfShape ----------------------------------------------------------
 
 Inputs convert_constant(const NodeContext& ctx, const Inputs&) {
@@ -356,25 +390,30 @@ Inputs convert_pad(const NodeContext& ctx, const Inputs& in) {
 }  // namespace
 
 void register_shape_ops(OpRegistry& r) {
-  // The earliest opset each converter is claimed for is Graft's target (7) or
-  // the opset that introduced the operator; converters branch on ctx.opset()
+  // min_opset: the first opset whose form of the operator the converter reads
+  // (Reshape's shape input came at 5, Concat's required axis at 4, Split's
+  // attribute at 2, Pad's pads/value attributes at 2); the loader decides
+  // which opsets a model may have at all. Converters branch on ctx.opset()
   // where ONNX moved attributes to inputs (Slice 10, Pad 11, Squeeze/
-  // Unsqueeze/Split 13, Pad axes 18, Split num_outputs 18, Shape start/end 15,
-  // Reshape allowzero 14).
-  r.add({"Flatten", 7, 24, convert_flatten, {}, {}});
-  r.add({"Reshape", 7, 24, convert_reshape, {1}, {}});
-  r.add({"Transpose", 7, 24, convert_transpose, {}, {}});
-  r.add({"Concat", 7, 24, convert_concat, {}, {}});
-  r.add({"Split", 7, 24, convert_split, {1}, {}});
-  r.add({"Slice", 7, 24, convert_slice, {1, 2, 3, 4}, {}});
-  r.add({"Squeeze", 7, 24, convert_squeeze, {1}, {}});
-  r.add({"Unsqueeze", 7, 24, convert_unsqueeze, {1}, {}});
-  r.add({"Gather", 7, 24, convert_gather, {}, {}});
-  r.add({"Shape", 7, 24, convert_shape, {}, {}});
-  r.add({"Constant", 7, 24, convert_constant, {}, {}});
+  // Unsqueeze/Split 13, Pad axes 18, Split num_outputs 18, Shape start/end
+  // 15, Reshape allowzero 14, Pad wrap 19). The later versions (up to 24)
+  // only add element types.
+  r.add({"Flatten", 1, 24, convert_flatten, {}, {}});
+  r.add({"Reshape", 5, 24, convert_reshape, {1}, {}});
+  r.add({"Transpose", 1, 24, convert_transpose, {}, {}});
+  r.add({"Concat", 4, 24, convert_concat, {}, {}});
+  r.add({"Split", 2, 24, convert_split, {1}, {}});
+  r.add({"Slice", 1, 24, convert_slice, {1, 2, 3, 4}, {}});
+  r.add({"Squeeze", 1, 24, convert_squeeze, {1}, {}});
+  r.add({"Unsqueeze", 1, 24, convert_unsqueeze, {1}, {}});
+  r.add({"Gather", 1, 24, convert_gather, {}, {}});
+  r.add({"Shape", 1, 24, convert_shape, {}, {}});
+  r.add({"Constant", 1, 24, convert_constant, {}, {}});
   r.add({"ConstantOfShape", 9, 24, convert_constant_of_shape, {0}, {}});
   r.add({"Expand", 8, 24, convert_expand, {1}, {}});
-  r.add({"Pad", 7, 24, convert_pad, {1, 2, 3}, {}});
+  r.add({"Pad", 2, 24, convert_pad, {1, 2, 3}, {}});
+  r.add({"Size", 1, 24, convert_size, {}, {}});
+  r.add({"Range", 11, 24, convert_range, {0, 1, 2}, {}});
 }
 
 }  // namespace graft::importer

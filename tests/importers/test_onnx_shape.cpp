@@ -223,6 +223,31 @@ TEST(OnnxShape, IntegerShapeSubgraphIsExact) {
   EXPECT_EQ(run1(Node("Gather").i("axis", 0), 13, {shape, i64({-1, 1})}).to_vector_i64(), (std::vector<int64_t>{5, 3}));
 }
 
+TEST(OnnxShape, SizeAndRange) {
+  Tensor size = run1(Node("Size"), 13, {Tensor::zeros({2, 3, 5})});
+  EXPECT_EQ(size.dtype(), DType::i64);
+  EXPECT_EQ(size.dim(), 0);
+  EXPECT_EQ(size.to_vector_i64(), std::vector<int64_t>{30});
+  auto s64 = [](int64_t v) { return Tensor::from_vector_i64({v}, {}); };
+  struct Case {
+    int64_t start, limit, delta;
+  };
+  for (const Case& c : std::vector<Case>{{0, 5, 1}, {10, 4, -3}, {1, 8, 3}, {5, 5, 1}, {3, 1, 1}, {-7, 7, 7}}) {
+    std::vector<int64_t> ref;
+    for (int64_t v = c.start; c.delta > 0 ? v < c.limit : v > c.limit; v += c.delta) ref.push_back(v);
+    Tensor r = run1(Node("Range"), 13, {s64(c.start), s64(c.limit), s64(c.delta)});
+    EXPECT_EQ(r.dtype(), DType::i64);
+    EXPECT_EQ(r.to_vector_i64(), ref) << c.start << " " << c.limit << " " << c.delta;
+  }
+  Tensor f = run1(Node("Range"), 13, {Tensor::scalar(1.0), Tensor::scalar(2.0), Tensor::scalar(0.3)});
+  EXPECT_TRUE(testing::all_close(f.to_vector(), {1.0, 1.3, 1.6, 1.9}, 1e-6, 1e-6));
+  Tensor i32 = Tensor::from_vector({2}, {}, DType::i32);
+  EXPECT_EQ(run1(Node("Range"), 13, {i32, Tensor::from_vector({6}, {}, DType::i32), Tensor::from_vector({2}, {}, DType::i32)})
+                .dtype(),
+            DType::i32);
+  EXPECT_TRUE(testing::throws_naming([&] { run(Node("Range"), 13, {s64(0), s64(3), s64(0)}); }, {"n_Range", "delta"}));
+}
+
 TEST(OnnxShape, GatherOfFloatsMatchesTake) {
   Generator gen = testing::test_generator();
   Tensor x = Tensor::rand({3, 4, 2}, gen);
