@@ -1,7 +1,7 @@
 // ONNX conformance runner: runs every <test>/model.onnx on each
 // test_data_set_*/input_*.pb and compares with output_*.pb.
 //
-//   onnx_conformance [--verbose] [--filter SUBSTRING] [FOLDER...]
+//   onnx_conformance [--verbose] [--by-op] [--filter SUBSTRING] [FOLDER...]
 //
 // A FOLDER is a test (it holds model.onnx) or a folder of tests. Default:
 // ../shared/onnx-node-tests and ../shared/onnx-extra-tests/* (relative to the
@@ -14,20 +14,25 @@
 // error says Graft does not support something (an operator, an opset, a dtype,
 // a domain, an attribute value): the reason is printed. Anything else — a wrong
 // value, a shape or dtype mismatch, an error on a supported case — FAILS.
+// --by-op adds a table: per operator type, the cases whose model uses it.
 // Exit code: 1 when any case failed, 2 on bad arguments, else 0.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "engine/autograd/grad_mode.h"
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
 #include "importers/onnx/model.h"
 #include "importers/onnx/tensor_proto.h"
+#include "onnx/onnx_pb.h"
 
 namespace fs = std::filesystem;
 using namespace graft;
@@ -194,6 +199,7 @@ void run_test(const fs::path& dir, bool verbose, Counts& c) {
       }
       std::vector<Tensor> got;
       try {
+        NoGradGuard no_grad;  // inference: record nothing
         got = model->run(inputs);
       } catch (const Error& e) {
         if (!is_unsupported(e.what())) throw;
@@ -222,6 +228,16 @@ void run_test(const fs::path& dir, bool verbose, Counts& c) {
       std::printf("FAIL %s: %s\n", name.c_str(), first_line(e.what()).c_str());
     }
   }
+}
+
+// The operator types a model file uses (empty when it does not parse).
+std::set<std::string> op_types_of(const fs::path& model) {
+  std::ifstream f(model, std::ios::binary);
+  ::onnx::ModelProto m;
+  std::set<std::string> out;
+  if (!m.ParseFromIstream(&f)) return out;
+  for (const auto& n : m.graph().node()) out.insert(n.op_type());
+  return out;
 }
 
 void collect_tests(const fs::path& root, std::vector<fs::path>& out) {
@@ -256,19 +272,21 @@ std::vector<std::string> default_folders() {
 }
 
 int usage(const char* msg) {
-  std::fprintf(stderr, "onnx_conformance: %s\nusage: onnx_conformance [--verbose] [--filter SUBSTRING] [FOLDER...]\n", msg);
+  std::fprintf(stderr, "onnx_conformance: %s\nusage: onnx_conformance [--verbose] [--by-op] [--filter SUBSTRING] [FOLDER...]\n", msg);
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool verbose = false;
+  bool verbose = false, by_op = false;
   std::vector<std::string> filters, folders;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--verbose" || a == "-v") {
       verbose = true;
+    } else if (a == "--by-op") {
+      by_op = true;
     } else if (a == "--filter") {
       if (i + 1 >= argc) return usage("--filter needs a value");
       filters.push_back(argv[++i]);
@@ -289,13 +307,26 @@ int main(int argc, char** argv) {
     collect_tests(f, tests);
   }
   Counts c;
+  std::map<std::string, Counts> per_op;
   for (const auto& t : tests) {
     const std::string name = t.filename().string();
     if (!filters.empty() && std::none_of(filters.begin(), filters.end(),
                                          [&](const std::string& s) { return name.find(s) != std::string::npos; }))
       continue;
+    const Counts before = c;
     run_test(t, verbose, c);
     std::fflush(stdout);
+    if (by_op)
+      for (const auto& op : op_types_of(t / "model.onnx")) {
+        auto& o = per_op[op];
+        o.passed += c.passed - before.passed;
+        o.failed += c.failed - before.failed;
+        o.skipped += c.skipped - before.skipped;
+      }
+  }
+  if (by_op) {
+    std::printf("\nby operator (cases whose model uses it):  passed  failed  skipped\n");
+    for (const auto& [op, o] : per_op) std::printf("  %-36s %6d  %6d  %7d\n", op.c_str(), o.passed, o.failed, o.skipped);
   }
   if (!c.skip_reasons.empty()) {
     std::vector<std::pair<int, std::string>> by_count;
