@@ -185,7 +185,10 @@ Inputs convert_slice(const NodeContext& ctx, const Inputs& in) {
   Tensor out = x;
   for (size_t i = 0; i < axes.size(); ++i) {
     GRAFT_NODE_CHECK(ctx, steps[i] != 0, "step 0 for axis " << axes[i]);
-    if (steps[i] > 0) out = slice(out, axes[i], starts[i], ends[i], steps[i]);
+    // A step past the extent takes one element at most, so it is capped there
+    // (the view's stride would otherwise overflow for steps near INT64_MAX).
+    const int64_t cap = std::max<int64_t>(out.shape()[axes[i]], 1);
+    if (steps[i] > 0) out = slice(out, axes[i], starts[i], ends[i], std::min(steps[i], cap));
     else out = slice_backwards(out, axes[i], starts[i], ends[i], steps[i]);
   }
   return {out};

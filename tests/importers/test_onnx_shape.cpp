@@ -92,7 +92,7 @@ std::vector<int64_t> slice_positions(int64_t L, int64_t start, int64_t end, int6
     e = std::clamp<int64_t>(e, -1, L - 1);
   }
   std::vector<int64_t> out;
-  for (int64_t i = s; step > 0 ? i < e : i > e; i += step) out.push_back(i);
+  for (__int128 i = s; step > 0 ? i < e : i > e; i += step) out.push_back(static_cast<int64_t>(i));  // no overflow
   return out;
 }
 
@@ -165,7 +165,8 @@ TEST(OnnxShape, SliceMatchesTheSpecForEveryStepSign) {
     int64_t s0, e0, st0, s1, e1, st1;
   };
   const std::vector<Case> cases{{0, 5, 1, 0, 7, 1},       {1, -1, 2, -3, kMax, 1}, {kMax, kMin, -1, 5, 1, -2},
-                                {-1, -6, -2, kMin, 3, 3}, {4, 2, 1, 6, -8, -3},    {-100, 100, 3, 2, 2, -1}};
+                                {-1, -6, -2, kMin, 3, 3}, {4, 2, 1, 6, -8, -3},    {-100, 100, 3, 2, 2, -1},
+                                {2, kMax, kMax, 6, kMin, kMin}};
   for (const Case& c : cases) {
     Tensor y = run1(Node("Slice"), 13, {x, i64({c.s0, c.s1}), i64({c.e0, c.e1}), i64({0, 1}), i64({c.st0, c.st1})});
     const std::vector<int64_t> r = slice_positions(5, c.s0, c.e0, c.st0), k = slice_positions(7, c.s1, c.e1, c.st1);
