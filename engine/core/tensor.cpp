@@ -390,6 +390,10 @@ Tensor& Tensor::fill_(double value) {
     bump_version();
     return *this;
   }
+  if (numel() == 0) {  // nothing to write (and no innermost run to count)
+    bump_version();
+    return *this;
+  }
   const DType t = dtype();
   char* base = static_cast<char*>(raw_data());
   auto it = make_iter2(*this, *this);

@@ -86,6 +86,14 @@ TEST(Tensor, CreationValidatesShapes) {
   EXPECT_TRUE(testing::throws_naming([] { Tensor::empty({1, 2, 3}).size(3); }, {"[1, 2, 3]"}));
 }
 
+TEST(Tensor, FillOfAnEmptyTensorWritesNothing) {
+  // An empty innermost dim once divided by zero (ConstantOfShape of shape [0]).
+  for (DType t : {DType::f32, DType::i32, DType::i64, DType::u8}) {
+    EXPECT_EQ(Tensor::full({0}, 2.0, t).numel(), 0);
+    EXPECT_EQ(Tensor::full({3, 0}, 2.0, t).shape(), (Shape{3, 0}));
+  }
+}
+
 TEST(Tensor, CudaRequestWithoutGpuIsAClearError) {
   if (cuda_available()) GTEST_SKIP() << "a GPU is present; this test covers machines without one";
   EXPECT_TRUE(testing::throws_naming([] { Tensor::zeros({2, 2}, DType::f32, Device::cuda()); }, {"cuda:0 requested"}));

@@ -76,6 +76,7 @@ std::map<OpId, GradCase> cases() {
       {OpId::pad, {[](auto& x) { return pad(x[0], {1, 0, 2, 1}, PadMode::reflect); }, {{1, 2, 4, 5}}}},
       {OpId::expand, {[](auto& x) { return expand(x[0], {3, 2, 4}); }, {{2, 1}}}},
       // -- cases of the ONNX shape family's new ops (gather) --
+      {OpId::gather, {[](auto& x) { return gather(x[0], Tensor::from_vector_i64({2, -1, 0, 2}, {2, 2}), 1); }, {{2, 4, 3}}}},
       {OpId::matmul, {[](auto& x) { return matmul(x[0], x[1]); }, {{2, 3, 5}, {5, 4}}}},
       {OpId::linear, {[](auto& x) { return linear(x[0], x[1], x[2]); }, {{3, 5}, {4, 5}, {4}}}},
       {OpId::conv2d, {[conv](auto& x) { return conv2d(x[0], x[1], x[2], conv); }, {{2, 3, 5, 6}, {4, 3, 3, 2}, {4}}}},
