@@ -93,8 +93,11 @@ TEST(OnnxSqueezeNet, TrainsThroughTheImportWithAFrozenBackbone) {
     opt.zero_grad();
     Tensor loss = cross_entropy(model->forward(x), y);
     loss.backward();
-    for (auto& [name, p] : model->named_parameters())
-      if (!p.requires_grad()) EXPECT_FALSE(p.grad().defined()) << name;
+    for (auto& [name, p] : model->named_parameters()) {
+      if (!p.requires_grad()) {
+        EXPECT_FALSE(p.grad().defined()) << name;
+      }
+    }
     opt.step();
     (step == 0 ? first : last) = loss.item();
   }
