@@ -16,8 +16,13 @@ void throw_error(const std::string& msg, const char* file, int line) {
   // The message comes first: it is what the user reads. The source location
   // follows for the developer.
   std::string where = file;
-  auto slash = where.rfind("engine/");
-  if (slash != std::string::npos) where = where.substr(slash);
+  for (const char* layer : {"engine/", "importers/", "models/", "tools/"}) {
+    auto slash = where.rfind(layer);
+    if (slash != std::string::npos) {
+      where = where.substr(slash);
+      break;
+    }
+  }
   throw Error(msg + " (" + where + ":" + std::to_string(line) + ")");
 }
 }  // namespace detail

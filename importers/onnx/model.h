@@ -12,16 +12,25 @@
 
 namespace graft::importer {
 
+class OpRegistry;
+
 struct LoadOptions {
   // Maximum elements of any one tensor the file may declare (absurd sizes are
   // an error, not an allocation).
   int64_t max_tensor_elements = int64_t(1) << 32;
+  // Keep nodes whose operator Graft lacks (they fail when run, naming the
+  // node) instead of refusing the file: for `graft info`.
+  bool allow_unsupported_ops = false;
+  // The operator table; null: Graft's (op_registry()). Another table (tests,
+  // experiments) must outlive the model.
+  const OpRegistry* ops = nullptr;
 };
 
 struct ValueInfo {
   std::string name;
   int onnx_type = 0;
   std::vector<int64_t> shape;  // -1 for a symbolic or unknown dimension
+  bool rank_known = true;      // false where the file declares no shape
 };
 
 class OnnxModel : public nn::Module {
@@ -39,6 +48,13 @@ class OnnxModel : public nn::Module {
   const std::string& path() const;
   // Operator types in the graph, each once, in first-use order.
   std::vector<std::string> op_types() const;
+  // Each operator type with its number of nodes, in first-use order.
+  std::vector<std::pair<std::string, int>> op_type_counts() const;
+  // Operator types the registry lacks at this opset (only with
+  // LoadOptions::allow_unsupported_ops; otherwise loading fails).
+  std::vector<std::string> unsupported_op_types() const;
+  int64_t ir_version() const;
+  const std::string& producer() const;  // "pytorch 2.1", or empty
 
   struct Impl;
 
