@@ -6,6 +6,7 @@
 // i32, u8: shape arithmetic in exported graphs) are computed exactly on the
 // CPU in int64 with NumPy broadcasting and wrap to their dtype as NumPy does;
 // they carry no gradient.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -485,6 +486,52 @@ Outputs convert_reduce_sum(const NodeContext& ctx, const Inputs& xs) {
   return {as_dtype(sum(f32(ctx, x), axes, keep), x.dtype())};
 }
 
+// ReduceMax / ReduceMin: the extreme found on the CPU, then taken through
+// differentiable ops so that gradients flow (split evenly between ties, as
+// PyTorch's amax): sum(where(x == m, x, 0)) / count(x == m).
+Outputs reduce_extreme(const NodeContext& ctx, const Inputs& xs, bool is_max) {
+  std::vector<int64_t> axes;
+  const Tensor& x = in(ctx, xs, 0);
+  if (!reduce_axes(ctx, xs, 18, axes)) return {x};
+  const bool keep = ctx.attr_int("keepdims", 1) != 0;
+  if (x.dim() == 0) return {x};
+  const Tensor xf = f32(ctx, x);
+  Shape kept = x.shape();
+  for (int64_t ax : axes) {
+    GRAFT_NODE_CHECK(ctx, kept[ax] > 0, "cannot reduce the empty axis " << ax << " of " << x.str());
+    kept[ax] = 1;
+  }
+  const std::vector<float> v = xf.detach().to_vector();
+  const std::vector<int64_t> group = broadcast_index(kept, x.shape());
+  std::vector<float> m(shape_numel(kept), is_max ? -std::numeric_limits<float>::infinity()
+                                                   : std::numeric_limits<float>::infinity());
+  std::vector<bool> nan(m.size(), false);
+  for (size_t i = 0; i < v.size(); ++i) {
+    float& e = m[group[i]];
+    if (std::isnan(v[i])) nan[group[i]] = true;
+    else e = is_max ? std::max(e, v[i]) : std::min(e, v[i]);
+  }
+  for (size_t g = 0; g < m.size(); ++g)
+    if (nan[g]) m[g] = std::numeric_limits<float>::quiet_NaN();  // NaN propagates
+  std::vector<int64_t> hit(v.size());
+  for (size_t i = 0; i < v.size(); ++i) hit[i] = v[i] == m[group[i]] || (std::isnan(v[i]) && nan[group[i]]);
+  const Tensor mask = int_tensor(x.shape(), hit, DType::boolean);
+  const Tensor zero = Tensor::zeros({});
+  Tensor picked = sum(where(mask, xf, zero), axes, true);  // NaN groups: NaN from the sum, as wanted
+  const Tensor count = sum(mask.to(DType::f32), axes, true);
+  Tensor y = div(picked, count);
+  if (!keep) {
+    Shape out;
+    for (int64_t d = 0; d < x.dim(); ++d)
+      if (std::find(axes.begin(), axes.end(), d) == axes.end()) out.push_back(x.shape()[d]);
+    y = reshape(y, out);
+  }
+  return {as_dtype(y, x.dtype())};
+}
+
+Outputs convert_reduce_max(const NodeContext& ctx, const Inputs& xs) { return reduce_extreme(ctx, xs, true); }
+Outputs convert_reduce_min(const NodeContext& ctx, const Inputs& xs) { return reduce_extreme(ctx, xs, false); }
+
 void add_spec(OpRegistry& r, const char* op, int min_opset, int max_opset, Converter convert,
               std::vector<int> value_inputs = {}) {
   OpSpec s;
@@ -542,6 +589,10 @@ void register_math_ops(OpRegistry& r) {
   add_spec(r, "ReduceMean", 18, 24, convert_reduce_mean, {1});
   add_spec(r, "ReduceSum", 7, 12, convert_reduce_sum);
   add_spec(r, "ReduceSum", 13, 24, convert_reduce_sum, {1});
+  add_spec(r, "ReduceMax", 7, 17, convert_reduce_max);
+  add_spec(r, "ReduceMax", 18, 24, convert_reduce_max, {1});
+  add_spec(r, "ReduceMin", 7, 17, convert_reduce_min);
+  add_spec(r, "ReduceMin", 18, 24, convert_reduce_min, {1});
 }
 
 }  // namespace graft::importer

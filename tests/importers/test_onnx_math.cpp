@@ -311,6 +311,33 @@ TEST(OnnxMath, ReduceMeanAndSumAxes) {
                                      {"n_ReduceMean", "repeated"}));
 }
 
+TEST(OnnxMath, ReduceMaxMinAndTheirGradients) {
+  Generator gen = testing::test_generator();
+  Tensor x = Tensor::rand({2, 3, 4}, gen, -1.f, 1.f);
+  const std::vector<double> xv = to_double(x);
+  std::vector<double> mx(8, -1e30), mn(8, 1e30);  // over axis 1, keepdims 0: [2, 4]
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 4; ++k) {
+        mx[i * 4 + k] = std::max(mx[i * 4 + k], xv[(i * 3 + j) * 4 + k]);
+        mn[i * 4 + k] = std::min(mn[i * 4 + k], xv[(i * 3 + j) * 4 + k]);
+      }
+  Tensor y = Node("ReduceMax", 1).ints("axes", {1}).i("keepdims", 0).run1({x}, 13);
+  EXPECT_EQ(y.shape(), (Shape{2, 4}));
+  EXPECT_TRUE(all_close(y.to_vector(), mx, 0, 0));
+  y = Node("ReduceMin", 2).run1({x, Tensor::from_vector_i64({-2}, {1})}, 18);
+  EXPECT_EQ(y.shape(), (Shape{2, 1, 4}));
+  EXPECT_TRUE(all_close(y.to_vector(), mn, 0, 0));
+  EXPECT_EQ(Node("ReduceMax", 1).i("keepdims", 0).run1({x}, 18).shape(), (Shape{}));
+  // The gradient reaches the maxima (split between ties) and nothing else.
+  EXPECT_TRUE(testing::gradcheck(
+      [](const std::vector<Tensor>& in) { return Node("ReduceMax", 1).ints("axes", {0, 2}).run1({in[0]}, 13); }, {x}));
+  Tensor t = Tensor::from_vector({1.f, 3.f, 3.f, 2.f}, {4}).set_requires_grad(true);
+  sum(Node("ReduceMax", 1).run1({t}, 13)).backward();
+  EXPECT_EQ(t.grad().to_vector(), (std::vector<float>{0.f, 0.5f, 0.5f, 0.f}));
+  EXPECT_TRUE(std::isnan(Node("ReduceMin", 1).run1({Tensor::from_vector({1.f, std::nanf(""), 0.f}, {3})}, 13).item()));
+}
+
 TEST(OnnxMath, ComparisonsAndWhere) {
   Tensor a = Tensor::from_vector({1.f, 2.f, 3.f, std::nanf("")}, {4}), b = Tensor::from_vector({2.f}, {1});
   auto bools = [](const Tensor& t) {
