@@ -39,7 +39,7 @@ Tensor optional_in(const Inputs& xs, size_t i) { return i < xs.size() ? xs[i] : 
 
 // A floating input as f32 (f16/bf16 converted, differentiably).
 Tensor f32(const NodeContext& ctx, const Tensor& t) {
-  GRAFT_NODE_CHECK(ctx, is_float(t.dtype()), "expects a floating input here, got " << t.str());
+  GRAFT_NODE_CHECK(ctx, is_float(t.dtype()), "input " << t.str() << " is not supported here (floating inputs only)");
   return t.dtype() == DType::f32 ? t : t.to(DType::f32);
 }
 
@@ -341,7 +341,7 @@ Outputs convert_min(const NodeContext& ctx, const Inputs& xs) { return variadic(
 Outputs convert_sum(const NodeContext& ctx, const Inputs& xs) { return variadic(ctx, xs, 2); }
 Outputs convert_mean(const NodeContext& ctx, const Inputs& xs) {
   Tensor s = variadic(ctx, xs, 2)[0];
-  GRAFT_NODE_CHECK(ctx, is_float(s.dtype()), "expects floating inputs, got " << s.str());
+  GRAFT_NODE_CHECK(ctx, is_float(s.dtype()), "integer inputs are not supported (" << s.str() << ")");
   return {as_dtype(mul_scalar(f32(ctx, s), 1.0 / static_cast<double>(xs.size())), s.dtype())};
 }
 

@@ -239,6 +239,10 @@ TEST(OnnxMath, IntegerArithmeticIsExact) {
   EXPECT_EQ(Node("Pow", 2).run1({row, Tensor::scalar(2.0)}, 15).dtype(), DType::i64);
   // Mixed float and integer operands are an error naming the node.
   EXPECT_TRUE(testing::throws_naming([&] { Node("Add", 2).run({a, Tensor::zeros({5})}); }, {"n_Add", "i64", "f32"}));
+  // Float-only ops refuse integers as unsupported (the conformance runner's skip).
+  EXPECT_TRUE(testing::throws_naming([&] { Node("Relu", 1).run({a}, 14); }, {"n_Relu", "i64", "not supported"}));
+  EXPECT_TRUE(testing::throws_naming([&] { Node("ReduceMean", 1).run({a}, 13); }, {"n_ReduceMean", "not supported"}));
+  EXPECT_TRUE(testing::throws_naming([&] { Node("Mean", 2).run({a, a}, 13); }, {"n_Mean", "not supported"}));
 }
 
 TEST(OnnxMath, PowExponentForms) {
