@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/autograd/grad_mode.h"
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
 #include "importers/onnx/model.h"
@@ -194,6 +195,7 @@ void run_test(const fs::path& dir, bool verbose, Counts& c) {
       }
       std::vector<Tensor> got;
       try {
+        NoGradGuard no_grad;  // inference: record nothing
         got = model->run(inputs);
       } catch (const Error& e) {
         if (!is_unsupported(e.what())) throw;

@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -12,8 +14,10 @@
 #include <fstream>
 
 #include "engine/autograd/grad_mode.h"
+#include "engine/ops/conv.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linear.h"
+#include "engine/ops/pool.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/shape.h"
 #include "gtest/gtest.h"
@@ -679,6 +683,74 @@ TEST(GraftCli, RunWritesOutputsAndExitCodesSayWhatWentWrong) {
 #endif
 
 // ---- the real operator table -------------------------------------------------------------------
+
+// mnist-8 through a minimal operator table written here (just what the file
+// uses, SAME_UPPER Conv included): the executor on a real trained network,
+// whatever the operator families have merged.
+std::array<int64_t, 4> pads_of(const NodeContext& ctx, const Tensor& x, const std::vector<int64_t>& k,
+                               const std::vector<int64_t>& stride) {
+  std::array<int64_t, 4> p{0, 0, 0, 0};
+  if (ctx.attr_string("auto_pad", "NOTSET") == "SAME_UPPER") {
+    for (int d = 0; d < 2; ++d) {
+      const int64_t in = x.size(2 + d), out = (in + stride[d] - 1) / stride[d];
+      const int64_t total = std::max<int64_t>(0, (out - 1) * stride[d] + k[d] - in);
+      p[d] = total / 2;
+      p[2 + d] = total - total / 2;
+    }
+  } else {
+    auto v = ctx.attr_ints("pads", {0, 0, 0, 0});
+    std::copy(v.begin(), v.end(), p.begin());
+  }
+  return p;
+}
+std::vector<Tensor> mini_conv(const NodeContext& ctx, const std::vector<Tensor>& in) {
+  Conv2dOptions o;
+  const auto k = ctx.attr_ints("kernel_shape"), s = ctx.attr_ints("strides", {1, 1});
+  o.stride = {s[0], s[1]};
+  o.padding = pads_of(ctx, in[0], k, s);
+  return {conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), o)};
+}
+std::vector<Tensor> mini_maxpool(const NodeContext& ctx, const std::vector<Tensor>& in) {
+  Pool2dOptions o;
+  const auto k = ctx.attr_ints("kernel_shape"), s = ctx.attr_ints("strides", {1, 1});
+  o.kernel = {k[0], k[1]};
+  o.stride = {s[0], s[1]};
+  o.padding = pads_of(ctx, in[0], k, s);
+  return {max_pool2d(in[0], o)};
+}
+
+TEST(OnnxModel, Mnist8ThroughAMinimalOperatorTable) {
+  const std::string dir = testing::shared_path("pretrained/mnist-8");
+  if (dir.empty()) GTEST_SKIP() << "../shared/pretrained/mnist-8 not present";
+  OpRegistry ops;
+  ops.add({"Conv", 7, 24, mini_conv});
+  ops.add({"MaxPool", 7, 24, mini_maxpool});
+  ops.add({"Relu", 7, 24, cv_relu});
+  ops.add({"Add", 7, 24, cv_add});
+  ops.add({"MatMul", 7, 24, cv_matmul});
+  ops.add({"Reshape", 7, 24, cv_reshape, {1}});
+  LoadOptions o;
+  o.ops = &ops;
+  auto m = load_onnx(dir + "/model.onnx", o);
+  EXPECT_EQ(m->opset(), 8);
+  EXPECT_EQ(m->num_parameters(), 5994);  // 8x1x5x5 + 8 + 16x8x5x5 + 16 + 256x10 + 10
+  int conv_weights = 0;
+  for (const auto& [name, p] : m->named_parameters()) conv_weights += p.dim() == 4 && p.size(2) == 5 && p.is_channels_last();
+  EXPECT_EQ(conv_weights, 2);
+  for (int set = 0; set < 3; ++set) {
+    const std::string d = dir + "/test_data_set_" + std::to_string(set);
+    Tensor x = read_tensor_file(d + "/input_0.pb"), want = read_tensor_file(d + "/output_0.pb");
+    Tensor got = m->forward(x);
+    ASSERT_EQ(got.shape(), want.shape());
+    std::vector<double> ref;
+    for (float v : want.to_vector()) ref.push_back(v);
+    EXPECT_TRUE(testing::all_close(got.to_vector(), ref, 1e-4, 1e-4)) << "set " << set;
+    if (set == 0) {  // it trains: every parameter gets a gradient
+      sum(got).backward();
+      for (const auto& [name, p] : m->named_parameters()) EXPECT_TRUE(p.grad().defined()) << name;
+    }
+  }
+}
 
 TEST(OnnxModel, Mnist8ReproducesItsReferenceSets) {
   const std::string dir = testing::shared_path("pretrained/mnist-8");
