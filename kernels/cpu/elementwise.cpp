@@ -82,6 +82,7 @@ inline float sigmoid_inline(float x) { return 1.f / (1.f + exp_approx(-x)); }
 constexpr float kSqrt2OverPi = 0.79788456080286536f;
 constexpr float kGeluTanhC = 0.044715f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+constexpr float kTwoOverSqrtPi = 1.1283791670955126f;
 
 // ---- loops --------------------------------------------------------------------------
 
@@ -217,6 +218,7 @@ void unary_forward(const UnaryParams& p, int64_t n, const float* x, float* y) {
     case UnaryOp::hardsigmoid:
       return map1(n, x, y, [](float v) { return clamp(v + 3.f, 0.f, 6.f) * (1.f / 6.f); });
     case UnaryOp::tanh: return map1(n, x, y, [](float v) { return tanh_inline(v); });
+    case UnaryOp::erf: return map1(n, x, y, [](float v) { return erf_inline(v); });
   }
 }
 
@@ -264,6 +266,8 @@ void unary_backward(const UnaryParams& p, int64_t n, const float* s, const float
     case UnaryOp::hardsigmoid:
       return map2(n, s, gy, gx, [](float v, float g) { return sel((v > -3.f) & (v < 3.f), g * (1.f / 6.f), 0.f); });
     case UnaryOp::tanh: return map2(n, s, gy, gx, [](float y, float g) { return g * (1.f - y * y); });  // s = y
+    case UnaryOp::erf:
+      return map2(n, s, gy, gx, [](float v, float g) { return g * kTwoOverSqrtPi * exp_approx(-v * v); });
   }
 }
 

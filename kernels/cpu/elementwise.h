@@ -64,6 +64,7 @@ enum class UnaryOp : uint8_t {
   hardswish,    // x * relu6(x + 3) / 6
   hardsigmoid,  // relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1)
   tanh,
+  erf,          // d/dx = 2/sqrt(pi) exp(-x^2)
 };
 
 struct UnaryParams {

@@ -67,6 +67,11 @@ std::map<OpId, GradCase> cases() {
       {OpId::hardsigmoid, {[](auto& x) { return hardsigmoid(x[0]); }, {{9}}, -5.f, 5.f, six_kinks}},
       {OpId::tanh, {[](auto& x) { return tanh(x[0]); }, {{7}}, -2.f, 2.f}},
       // -- cases of the ONNX math family's new ops (erf, pow, where) --
+      {OpId::erf, {[](auto& x) { return erf(x[0]); }, {{7}}, -2.f, 2.f}},
+      {OpId::pow, {[](auto& x) { return pow(x[0], x[1]); }, {{2, 3}, {3}}, 0.5f, 2.f}},
+      {OpId::where,
+       {[](auto& x) { return where(Tensor::from_vector({1.f, 0.f, 1.f}, {3}, DType::boolean), x[0], x[1]); },
+        {{2, 3}, {2, 1}}}},
       {OpId::sum, {[](auto& x) { return sum(x[0], {0, 2}, true); }, {{3, 4, 5}}}},
       {OpId::mean, {[](auto& x) { return mean(x[0], {-1}); }, {{3, 4, 5}}}},
       {OpId::reshape, {[](auto& x) { return reshape(x[0], {4, -1}); }, {{2, 3, 2, 2}}}},
