@@ -374,6 +374,55 @@ Outputs compare(const NodeContext& ctx, const Inputs& xs, Cmp cmp) {
   return {int_tensor(shape, m, DType::boolean)};
 }
 
+// ---- logic and Mod (masks and index arithmetic, as in expanded Attention graphs) ----------
+
+// Not / And / Or / Xor on bool tensors (opset 7+), with broadcasting.
+Outputs convert_not(const NodeContext& ctx, const Inputs& xs) {
+  const Tensor& a = in(ctx, xs, 0);
+  GRAFT_NODE_CHECK(ctx, a.dtype() == DType::boolean, "input must be bool, got " << a.str());
+  return {int_binary(ctx, a, Tensor::zeros({}, DType::boolean), DType::boolean,
+                     [](int64_t x, int64_t) -> int64_t { return x == 0; })};
+}
+
+template <class F>
+Outputs logic_binary(const NodeContext& ctx, const Inputs& xs, F f) {
+  const Tensor &a = in(ctx, xs, 0), &b = in(ctx, xs, 1);
+  GRAFT_NODE_CHECK(ctx, a.dtype() == DType::boolean && b.dtype() == DType::boolean,
+                   "inputs must be bool, got " << a.str() << " and " << b.str());
+  return {int_binary(ctx, a, b, DType::boolean, f)};
+}
+Outputs convert_and(const NodeContext& ctx, const Inputs& xs) {
+  return logic_binary(ctx, xs, [](int64_t x, int64_t y) -> int64_t { return x && y; });
+}
+Outputs convert_or(const NodeContext& ctx, const Inputs& xs) {
+  return logic_binary(ctx, xs, [](int64_t x, int64_t y) -> int64_t { return x || y; });
+}
+Outputs convert_xor(const NodeContext& ctx, const Inputs& xs) {
+  return logic_binary(ctx, xs, [](int64_t x, int64_t y) -> int64_t { return (x != 0) != (y != 0); });
+}
+
+// Mod (opset 10+) on integers: fmod = 0 takes the divisor's sign (Python's %),
+// fmod = 1 the dividend's (C's %). Floating Mod is not differentiable here and
+// is refused.
+Outputs convert_mod(const NodeContext& ctx, const Inputs& xs) {
+  const Tensor &a = in(ctx, xs, 0), &b = in(ctx, xs, 1);
+  GRAFT_NODE_CHECK(ctx, binary_kind(ctx, a, b) == Kind::integer,
+                   "Mod on floating tensors is not supported (integer Mod only), got " << a.str());
+  const bool c_style = ctx.attr_int("fmod", 0) != 0;
+  bool by_zero = false;
+  Tensor out = int_binary(ctx, a, b, a.dtype(), [&](int64_t x, int64_t y) -> int64_t {
+    if (y == 0) {
+      by_zero = true;
+      return 0;
+    }
+    if (y == -1) return 0;  // INT64_MIN % -1 would trap
+    const int64_t r = x % y;
+    return (!c_style && r != 0 && ((r < 0) != (y < 0))) ? r + y : r;
+  });
+  GRAFT_NODE_CHECK(ctx, !by_zero, "integer Mod by zero (" << a.str() << " % " << b.str() << ")");
+  return {out};
+}
+
 Outputs convert_less(const NodeContext& ctx, const Inputs& xs) { return compare(ctx, xs, Cmp::less); }
 Outputs convert_less_equal(const NodeContext& ctx, const Inputs& xs) { return compare(ctx, xs, Cmp::less_equal); }
 Outputs convert_greater(const NodeContext& ctx, const Inputs& xs) { return compare(ctx, xs, Cmp::greater); }
@@ -582,6 +631,11 @@ void register_math_ops(OpRegistry& r) {
   add_spec(r, "LessOrEqual", 12, 24, convert_less_equal);
   add_spec(r, "GreaterOrEqual", 12, 24, convert_greater_equal);
   add_spec(r, "Where", 9, 24, convert_where);
+  add_spec(r, "Not", 7, 24, convert_not);
+  add_spec(r, "And", 7, 24, convert_and);
+  add_spec(r, "Or", 7, 24, convert_or);
+  add_spec(r, "Xor", 7, 24, convert_xor);
+  add_spec(r, "Mod", 10, 24, convert_mod);
   add_spec(r, "Cast", 7, 24, convert_cast);
   add_spec(r, "CastLike", 15, 24, convert_cast_like);
   // Reductions: axes an attribute before 18 (ReduceMean) / 13 (ReduceSum), an input from then.

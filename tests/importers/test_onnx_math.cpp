@@ -414,6 +414,25 @@ TEST(OnnxMath, HalfInputsComputeInF32AndKeepTheirDtype) {
   EXPECT_EQ(s.to_vector(), (std::vector<float>{-2.f, 1.f, 4.f}));
 }
 
+TEST(OnnxMath, LogicAndIntegerMod) {
+  const Tensor t = Tensor::from_vector({1, 0, 1, 0}, {4}, DType::boolean);
+  const Tensor u = Tensor::from_vector({1, 1, 0, 0}, {4}, DType::boolean);
+  EXPECT_EQ(Node("Not", 1).run1({t}).to_vector(), (std::vector<float>{0, 1, 0, 1}));
+  EXPECT_EQ(Node("And", 2).run1({t, u}).to_vector(), (std::vector<float>{1, 0, 0, 0}));
+  EXPECT_EQ(Node("Or", 2).run1({t, u}).to_vector(), (std::vector<float>{1, 1, 1, 0}));
+  EXPECT_EQ(Node("Xor", 2).run1({t, u}).to_vector(), (std::vector<float>{0, 1, 1, 0}));
+  EXPECT_EQ(Node("And", 2).run1({t, Tensor::from_vector({1}, {1}, DType::boolean)}).dtype(), DType::boolean);
+  // fmod = 0: the divisor's sign, as Python's %; fmod = 1: the dividend's, as C's %.
+  const Tensor a = Tensor::from_vector_i64({-7, 7, -7, 7, 6}, {5}), b = Tensor::from_vector_i64({3, -3, -3, 3, 3}, {5});
+  EXPECT_EQ(Node("Mod", 2).run1({a, b}).to_vector_i64(), (std::vector<int64_t>{2, -2, -1, 1, 0}));
+  EXPECT_EQ(Node("Mod", 2).i("fmod", 1).run1({a, b}).to_vector_i64(), (std::vector<int64_t>{-1, 1, -1, 1, 0}));
+  EXPECT_TRUE(testing::throws_naming([&] { Node("Mod", 2).run1({a, Tensor::from_vector_i64({0}, {1})}); },
+                                     {"n_Mod", "by zero"}));
+  EXPECT_TRUE(testing::throws_naming([&] { Node("Mod", 2).run1({Tensor::ones({2}), Tensor::ones({2})}); },
+                                     {"n_Mod", "not supported"}));
+  EXPECT_TRUE(testing::throws_naming([&] { Node("Not", 1).run1({Tensor::ones({2})}); }, {"n_Not", "bool"}));
+}
+
 TEST(OnnxMath, OpsetRangesOfTheTable) {
   const OpRegistry& r = op_registry();
   EXPECT_EQ(r.find("Gelu", 19), nullptr);  // Gelu is opset 20
