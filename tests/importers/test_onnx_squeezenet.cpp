@@ -86,7 +86,7 @@ TEST(OnnxSqueezeNet, TrainsThroughTheImportWithAFrozenBackbone) {
   Generator gen = testing::test_generator();
   Tensor x = Tensor::rand({4, 3, 224, 224}, gen, -2.f, 2.f);
   Tensor y = Tensor::from_vector_i64({1, 2, 3, 4}, {4});
-  optim::SGD opt(head, optim::SgdOptions{0.05});
+  optim::SGD opt(head, optim::SgdOptions{1e-3});
   double first = 0, last = 0;
   for (int step = 0; step < 5; ++step) {
     default_generator().manual_seed(11);  // the same dropout mask each step
@@ -101,7 +101,7 @@ TEST(OnnxSqueezeNet, TrainsThroughTheImportWithAFrozenBackbone) {
     opt.step();
     (step == 0 ? first : last) = loss.item();
   }
-  EXPECT_LT(last, first);
+  EXPECT_LT(last, 0.9 * first);  // measured: 7.31 -> 5.52 over five steps
 }
 
 }  // namespace
