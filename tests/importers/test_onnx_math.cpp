@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "importers/onnx/converter.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/onnx_node.h"
 #include "tests/support/reference.h"
 
 namespace graft::importer {
@@ -23,7 +24,7 @@ constexpr double kRtol = 1e-5;  // f32 results against float64 references
 constexpr double kAtol = 1e-6;
 
 // One node of op_type with n inputs ("x0", "x1", ...) and one output.
-struct Node {
+struct Node : testing::OnnxAttrs<Node> {
   ::onnx::NodeProto proto;
   Node(const std::string& op, int n_inputs) {
     proto.set_op_type(op);
@@ -31,41 +32,10 @@ struct Node {
     for (int i = 0; i < n_inputs; ++i) proto.add_input("x" + std::to_string(i));
     proto.add_output("y");
   }
-  Node& i(const std::string& name, int64_t v) {
-    auto* a = proto.add_attribute();
-    a->set_name(name);
-    a->set_type(::onnx::AttributeProto::INT);
-    a->set_i(v);
-    return *this;
-  }
-  Node& f(const std::string& name, float v) {
-    auto* a = proto.add_attribute();
-    a->set_name(name);
-    a->set_type(::onnx::AttributeProto::FLOAT);
-    a->set_f(v);
-    return *this;
-  }
-  Node& s(const std::string& name, const std::string& v) {
-    auto* a = proto.add_attribute();
-    a->set_name(name);
-    a->set_type(::onnx::AttributeProto::STRING);
-    a->set_s(v);
-    return *this;
-  }
-  Node& ints(const std::string& name, const std::vector<int64_t>& v) {
-    auto* a = proto.add_attribute();
-    a->set_name(name);
-    a->set_type(::onnx::AttributeProto::INTS);
-    for (int64_t x : v) a->add_ints(x);
-    return *this;
-  }
   // Runs the converter the table has for this op at `opset`.
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, int opset = 17) const {
-    const OpSpec* spec = op_registry().find(proto.op_type(), opset);
-    GRAFT_CHECK(spec != nullptr, "no converter for " << proto.op_type() << " at opset " << opset);
     Generator gen(1);
-    NodeContext ctx(proto, opset, false, &gen, "test.onnx");
-    return spec->convert(ctx, inputs);
+    return testing::run_converter(proto, opset, inputs, gen);
   }
   Tensor run1(const std::vector<Tensor>& inputs, int opset = 17) const { return run(inputs, opset).at(0); }
 };

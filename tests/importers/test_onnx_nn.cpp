@@ -11,6 +11,7 @@
 #include "engine/ops/shape.h"
 #include "gtest/gtest.h"
 #include "importers/onnx/converter.h"
+#include "tests/support/onnx_node.h"
 #include "tests/support/reference.h"
 
 namespace graft::importer {
@@ -18,7 +19,7 @@ namespace {
 
 using graft::testing::all_close;
 
-struct Node {
+struct Node : graft::testing::OnnxAttrs<Node> {
   ::onnx::NodeProto proto;
   explicit Node(const std::string& op, int inputs = 1, int outputs = 1) {
     proto.set_op_type(op);
@@ -26,42 +27,11 @@ struct Node {
     for (int i = 0; i < inputs; ++i) proto.add_input("in" + std::to_string(i));
     for (int i = 0; i < outputs; ++i) proto.add_output("out" + std::to_string(i));
   }
-  Node& i(const std::string& n, int64_t v) {
-    auto* a = proto.add_attribute();
-    a->set_name(n);
-    a->set_type(::onnx::AttributeProto::INT);
-    a->set_i(v);
-    return *this;
-  }
-  Node& f(const std::string& n, float v) {
-    auto* a = proto.add_attribute();
-    a->set_name(n);
-    a->set_type(::onnx::AttributeProto::FLOAT);
-    a->set_f(v);
-    return *this;
-  }
-  Node& s(const std::string& n, const std::string& v) {
-    auto* a = proto.add_attribute();
-    a->set_name(n);
-    a->set_type(::onnx::AttributeProto::STRING);
-    a->set_s(v);
-    return *this;
-  }
-  Node& ints(const std::string& n, const std::vector<int64_t>& v) {
-    auto* a = proto.add_attribute();
-    a->set_name(n);
-    a->set_type(::onnx::AttributeProto::INTS);
-    for (int64_t x : v) a->add_ints(x);
-    return *this;
-  }
 };
 
 std::vector<Tensor> run(const Node& n, int opset, const std::vector<Tensor>& inputs, bool training = false) {
   static Generator gen(1234);
-  const OpSpec* spec = op_registry().find(n.proto.op_type(), opset);
-  GRAFT_CHECK(spec != nullptr, "no converter for " << n.proto.op_type() << " at opset " << opset);
-  NodeContext ctx(n.proto, opset, training, &gen, "test.onnx");
-  return spec->convert(ctx, inputs);
+  return graft::testing::run_converter(n.proto, opset, inputs, gen, training);
 }
 
 Tensor rnd(const Shape& s, Generator& g) { return Tensor::rand(s, g, -1.f, 1.f); }

@@ -12,6 +12,7 @@
 #include "importers/onnx/converter.h"
 #include "importers/onnx/tensor_proto.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/onnx_node.h"
 #include "tests/support/reference.h"
 
 namespace graft::importer {
@@ -22,44 +23,18 @@ constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
 
 // A NodeProto under construction.
-struct Node {
-  ::onnx::NodeProto p;
-  Node(const std::string& op, int outputs = 1) {
-    p.set_op_type(op);
-    p.set_name("n_" + op);
-    for (int i = 0; i < outputs; ++i) p.add_output("y" + std::to_string(i));
-  }
-  ::onnx::AttributeProto* attr(const std::string& name, ::onnx::AttributeProto::AttributeType t) {
-    auto* a = p.add_attribute();
-    a->set_name(name);
-    a->set_type(t);
-    return a;
-  }
-  Node& i(const std::string& n, int64_t v) { return attr(n, ::onnx::AttributeProto::INT)->set_i(v), *this; }
-  Node& f(const std::string& n, float v) { return attr(n, ::onnx::AttributeProto::FLOAT)->set_f(v), *this; }
-  Node& s(const std::string& n, const std::string& v) { return attr(n, ::onnx::AttributeProto::STRING)->set_s(v), *this; }
-  Node& ints(const std::string& n, const std::vector<int64_t>& v) {
-    auto* a = attr(n, ::onnx::AttributeProto::INTS);
-    for (int64_t x : v) a->add_ints(x);
-    return *this;
-  }
-  Node& floats(const std::string& n, const std::vector<float>& v) {
-    auto* a = attr(n, ::onnx::AttributeProto::FLOATS);
-    for (float x : v) a->add_floats(x);
-    return *this;
-  }
-  Node& tensor(const std::string& n, const Tensor& t) {
-    to_tensor_proto(t, n, attr(n, ::onnx::AttributeProto::TENSOR)->mutable_t());
-    return *this;
+struct Node : testing::OnnxAttrs<Node> {
+  ::onnx::NodeProto proto;
+  explicit Node(const std::string& op, int outputs = 1) {
+    proto.set_op_type(op);
+    proto.set_name("n_" + op);
+    for (int i = 0; i < outputs; ++i) proto.add_output("y" + std::to_string(i));
   }
 };
 
 Inputs run(const Node& node, int opset, const Inputs& in) {
-  const OpSpec* spec = op_registry().find(node.p.op_type(), opset);
-  GRAFT_CHECK(spec != nullptr, "no converter for " << node.p.op_type() << " at opset " << opset);
   Generator gen(1);
-  NodeContext ctx(node.p, opset, false, &gen, "test.onnx");
-  return spec->convert(ctx, in);
+  return testing::run_converter(node.proto, opset, in, gen);
 }
 Tensor run1(const Node& node, int opset, const Inputs& in) { return run(node, opset, in).at(0); }
 
