@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/depthwise.h"
+#include "tests/support/conv_options.h"
 #include "tests/support/reference.h"
 
 namespace graft {
@@ -25,16 +26,6 @@ struct ConvCase {
   int64_t n, c, h, w, o, kh, kw;
   Conv2dOptions opt;
 };
-
-Conv2dOptions make_opt(std::array<int64_t, 2> stride, std::array<int64_t, 4> pad, std::array<int64_t, 2> dil,
-                       int64_t groups) {
-  Conv2dOptions o;
-  o.stride = stride;
-  o.padding = pad;
-  o.dilation = dil;
-  o.groups = groups;
-  return o;
-}
 
 // The output size and, for each (output pixel, tap), the input pixel or -1: the
 // one place that decides which input a tap reads.
@@ -120,24 +111,24 @@ void check_case(const ConvCase& k, bool with_bias, bool channels_last_input) {
   }
 }
 
-const Conv2dOptions kPlain = make_opt({1, 1}, {0, 0, 0, 0}, {1, 1}, 1);
+const Conv2dOptions kPlain = testing::conv_options({1, 1}, {0, 0, 0, 0}, {1, 1}, 1);
 
 TEST(Conv2d, Im2colPathMatchesReference) {
   const ConvCase cases[] = {
-      {"3x3 pad 1", 2, 3, 7, 5, 4, 3, 3, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
-      {"3x3 stride 2 odd sizes", 2, 5, 9, 7, 6, 3, 3, make_opt({2, 2}, {1, 1, 1, 1}, {1, 1}, 1)},
-      {"asymmetric padding", 1, 3, 6, 7, 5, 3, 3, make_opt({1, 1}, {0, 1, 2, 1}, {1, 1}, 1)},
-      {"asymmetric padding stride 2", 2, 4, 8, 9, 3, 3, 3, make_opt({2, 2}, {1, 0, 0, 2}, {1, 1}, 1)},
-      {"dilation 2", 1, 3, 9, 8, 4, 3, 3, make_opt({1, 1}, {2, 2, 2, 2}, {2, 2}, 1)},
-      {"rectangular kernel, mixed stride and dilation", 2, 3, 11, 10, 5, 3, 2, make_opt({2, 1}, {1, 0, 1, 1}, {1, 3}, 1)},
-      {"groups 2", 2, 4, 6, 5, 6, 3, 3, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 2)},
-      {"groups 3 stride 2", 1, 9, 7, 7, 3, 3, 3, make_opt({2, 2}, {1, 1, 1, 1}, {1, 1}, 3)},
-      {"7x7 stem stride 2", 1, 3, 15, 13, 8, 7, 7, make_opt({2, 2}, {3, 3, 3, 3}, {1, 1}, 1)},
+      {"3x3 pad 1", 2, 3, 7, 5, 4, 3, 3, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
+      {"3x3 stride 2 odd sizes", 2, 5, 9, 7, 6, 3, 3, testing::conv_options({2, 2}, {1, 1, 1, 1}, {1, 1}, 1)},
+      {"asymmetric padding", 1, 3, 6, 7, 5, 3, 3, testing::conv_options({1, 1}, {0, 1, 2, 1}, {1, 1}, 1)},
+      {"asymmetric padding stride 2", 2, 4, 8, 9, 3, 3, 3, testing::conv_options({2, 2}, {1, 0, 0, 2}, {1, 1}, 1)},
+      {"dilation 2", 1, 3, 9, 8, 4, 3, 3, testing::conv_options({1, 1}, {2, 2, 2, 2}, {2, 2}, 1)},
+      {"rectangular kernel, mixed stride and dilation", 2, 3, 11, 10, 5, 3, 2, testing::conv_options({2, 1}, {1, 0, 1, 1}, {1, 3}, 1)},
+      {"groups 2", 2, 4, 6, 5, 6, 3, 3, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 2)},
+      {"groups 3 stride 2", 1, 9, 7, 7, 3, 3, 3, testing::conv_options({2, 2}, {1, 1, 1, 1}, {1, 1}, 3)},
+      {"7x7 stem stride 2", 1, 3, 15, 13, 8, 7, 7, testing::conv_options({2, 2}, {3, 3, 3, 3}, {1, 1}, 1)},
       {"5x5 no padding", 1, 2, 7, 6, 3, 5, 5, kPlain},
-      {"kernel larger than stride 1 row", 3, 1, 1, 13, 2, 1, 3, make_opt({1, 2}, {0, 1, 0, 1}, {1, 1}, 1)},
-      {"1x1 stride 2", 2, 5, 7, 9, 4, 1, 1, make_opt({2, 2}, {0, 0, 0, 0}, {1, 1}, 1)},
-      {"2x2 stride 2", 2, 3, 8, 6, 5, 2, 2, make_opt({2, 2}, {0, 0, 0, 0}, {1, 1}, 1)},
-      {"1x1 padded", 1, 3, 4, 5, 2, 1, 1, make_opt({1, 1}, {1, 0, 0, 1}, {1, 1}, 1)},
+      {"kernel larger than stride 1 row", 3, 1, 1, 13, 2, 1, 3, testing::conv_options({1, 2}, {0, 1, 0, 1}, {1, 1}, 1)},
+      {"1x1 stride 2", 2, 5, 7, 9, 4, 1, 1, testing::conv_options({2, 2}, {0, 0, 0, 0}, {1, 1}, 1)},
+      {"2x2 stride 2", 2, 3, 8, 6, 5, 2, 2, testing::conv_options({2, 2}, {0, 0, 0, 0}, {1, 1}, 1)},
+      {"1x1 padded", 1, 3, 4, 5, 2, 1, 1, testing::conv_options({1, 1}, {1, 0, 0, 1}, {1, 1}, 1)},
   };
   for (const ConvCase& k : cases) {
     check_case(k, true, false);
@@ -148,7 +139,7 @@ TEST(Conv2d, Im2colPathMatchesReference) {
 TEST(Conv2d, PointwisePathMatchesReference) {
   const ConvCase cases[] = {
       {"1x1", 2, 7, 5, 3, 13, 1, 1, kPlain},
-      {"1x1 groups 2", 1, 6, 3, 5, 4, 1, 1, make_opt({1, 1}, {0, 0, 0, 0}, {1, 1}, 2)},
+      {"1x1 groups 2", 1, 6, 3, 5, 4, 1, 1, testing::conv_options({1, 1}, {0, 0, 0, 0}, {1, 1}, 2)},
       {"1x1 one pixel", 3, 16, 1, 1, 9, 1, 1, kPlain},
   };
   for (const ConvCase& k : cases) {
@@ -162,8 +153,8 @@ TEST(Conv2d, PointwisePathMatchesReference) {
 // backward-data path.
 TEST(Conv2d, ManyChunksMatchReference) {
   const ConvCase cases[] = {
-      {"3x3 64 channels, batch 2", 2, 64, 24, 23, 8, 3, 3, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
-      {"3x3 64 channels, batch 1", 1, 64, 25, 24, 8, 3, 3, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
+      {"3x3 64 channels, batch 2", 2, 64, 24, 23, 8, 3, 3, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
+      {"3x3 64 channels, batch 1", 1, 64, 25, 24, 8, 3, 3, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
       {"1x1 wide", 3, 32, 17, 19, 16, 1, 1, kPlain},
   };
   for (const ConvCase& k : cases) check_case(k, true, true);
@@ -171,11 +162,11 @@ TEST(Conv2d, ManyChunksMatchReference) {
 
 TEST(Conv2d, DepthwiseMatchesReference) {
   const ConvCase cases[] = {
-      {"depthwise 3x3, 13 channels", 2, 13, 7, 6, 13, 3, 3, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 13)},
+      {"depthwise 3x3, 13 channels", 2, 13, 7, 6, 13, 3, 3, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 13)},
       {"depthwise stride 2 asymmetric padding, 40 channels", 2, 40, 9, 8, 40, 3, 3,
-       make_opt({2, 2}, {0, 1, 1, 0}, {1, 1}, 40)},
-      {"depthwise 5x5 dilation 2, 75 channels", 1, 75, 11, 9, 75, 5, 5, make_opt({1, 1}, {4, 4, 4, 4}, {2, 2}, 75)},
-      {"depthwise rectangular, stride (1, 3)", 1, 9, 6, 10, 9, 2, 3, make_opt({1, 3}, {0, 2, 1, 0}, {2, 1}, 9)},
+       testing::conv_options({2, 2}, {0, 1, 1, 0}, {1, 1}, 40)},
+      {"depthwise 5x5 dilation 2, 75 channels", 1, 75, 11, 9, 75, 5, 5, testing::conv_options({1, 1}, {4, 4, 4, 4}, {2, 2}, 75)},
+      {"depthwise rectangular, stride (1, 3)", 1, 9, 6, 10, 9, 2, 3, testing::conv_options({1, 3}, {0, 2, 1, 0}, {2, 1}, 9)},
   };
   for (const ConvCase& k : cases) {
     check_case(k, true, true);
@@ -187,7 +178,7 @@ TEST(Conv2d, DepthwiseMatchesReference) {
 // what a kernel researcher swaps in is checked on its own.
 TEST(Conv2dKernel, ForwardOnPackedLayouts) {
   Generator gen = testing::test_generator();
-  const ConvCase k{"raw", 2, 6, 7, 8, 5, 3, 3, make_opt({2, 1}, {1, 2, 0, 1}, {1, 2}, 1)};
+  const ConvCase k{"raw", 2, 6, 7, 8, 5, 3, 3, testing::conv_options({2, 1}, {1, 2, 0, 1}, {1, 2}, 1)};
   const Tensor x = testing::random_tensor({k.n, k.c, k.h, k.w}, gen);
   const Tensor w = testing::random_tensor({k.o, k.c, k.kh, k.kw}, gen);
   const Tensor b = testing::random_tensor({k.o}, gen);
@@ -224,7 +215,7 @@ TEST(Conv2dKernel, ForwardOnPackedLayouts) {
 
 TEST(Conv2d, FrozenWeightGetsNoGradientAndInputStillDoes) {
   Generator gen = testing::test_generator();
-  const ConvCase k{"frozen", 2, 4, 6, 5, 3, 3, 3, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)};
+  const ConvCase k{"frozen", 2, 4, 6, 5, 3, 3, 3, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)};
   Tensor x = testing::random_tensor({k.n, k.c, k.h, k.w}, gen).set_requires_grad(true);
   Tensor w = testing::random_tensor({k.o, k.c, k.kh, k.kw}, gen);  // frozen
   Tensor y = conv2d(x, w, Tensor(), k.opt);

@@ -24,15 +24,6 @@ using testing::to_double;
 constexpr double kRtol = 1e-5;
 constexpr double kAtol = 1e-6;
 
-// Flat row-major index into `shape` of the element of `out_shape` at `idx`,
-// with NumPy broadcasting (right-aligned; size-1 dims repeat).
-int64_t broadcast_index(const Shape& shape, const Shape& out_shape, const std::vector<int64_t>& idx) {
-  const size_t off = out_shape.size() - shape.size();
-  int64_t flat = 0;
-  for (size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + (shape[d] == 1 ? 0 : idx[d + off]);
-  return flat;
-}
-
 std::vector<double> binary_reference(const Tensor& a, const Tensor& b, const Shape& out_shape,
                                      const std::function<double(double, double)>& f) {
   const std::vector<double> av = to_double(a), bv = to_double(b);
@@ -40,7 +31,8 @@ std::vector<double> binary_reference(const Tensor& a, const Tensor& b, const Sha
   std::vector<double> out(n);
   std::vector<int64_t> idx(out_shape.size(), 0);
   for (int64_t i = 0; i < n; ++i) {
-    out[i] = f(av[broadcast_index(a.shape(), out_shape, idx)], bv[broadcast_index(b.shape(), out_shape, idx)]);
+    out[i] = f(av[testing::broadcast_flat_index(a.shape(), out_shape, idx)],
+               bv[testing::broadcast_flat_index(b.shape(), out_shape, idx)]);
     for (size_t d = out_shape.size(); d-- > 0;) {
       if (++idx[d] < out_shape[d]) break;
       idx[d] = 0;

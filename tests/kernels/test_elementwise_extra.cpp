@@ -22,14 +22,6 @@ using testing::to_double;
 constexpr double kRtol = 1e-5;
 constexpr double kAtol = 1e-6;
 
-// Row-major flat index into `shape` of the element of `out` at `idx` (NumPy broadcasting).
-int64_t flat_index(const Shape& shape, const Shape& out, const std::vector<int64_t>& idx) {
-  const size_t off = out.size() - shape.size();
-  int64_t flat = 0;
-  for (size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + (shape[d] == 1 ? 0 : idx[d + off]);
-  return flat;
-}
-
 // f over the broadcast of `ins` (values in double), row-major.
 std::vector<double> reference(const std::vector<Tensor>& ins, const Shape& out,
                               const std::function<double(const std::vector<double>&)>& f) {
@@ -39,7 +31,7 @@ std::vector<double> reference(const std::vector<Tensor>& ins, const Shape& out,
   std::vector<int64_t> idx(out.size(), 0);
   std::vector<double> args(ins.size());
   for (size_t i = 0; i < res.size(); ++i) {
-    for (size_t k = 0; k < ins.size(); ++k) args[k] = vals[k][flat_index(ins[k].shape(), out, idx)];
+    for (size_t k = 0; k < ins.size(); ++k) args[k] = vals[k][testing::broadcast_flat_index(ins[k].shape(), out, idx)];
     res[i] = f(args);
     for (size_t d = out.size(); d-- > 0;) {
       if (++idx[d] < out[d]) break;

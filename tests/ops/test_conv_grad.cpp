@@ -4,20 +4,11 @@
 #include "engine/ops/conv.h"
 #include "gtest/gtest.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/conv_options.h"
 #include "tests/support/reference.h"
 
 namespace graft {
 namespace {
-
-Conv2dOptions make_opt(std::array<int64_t, 2> stride, std::array<int64_t, 4> pad, std::array<int64_t, 2> dil,
-                       int64_t groups) {
-  Conv2dOptions o;
-  o.stride = stride;
-  o.padding = pad;
-  o.dilation = dil;
-  o.groups = groups;
-  return o;
-}
 
 struct GradCase {
   const char* what;
@@ -28,13 +19,13 @@ struct GradCase {
 TEST(Conv2dGrad, MatchesFiniteDifferences) {
   Generator gen = testing::test_generator();
   const GradCase cases[] = {
-      {"3x3 pad 1", {2, 3, 5, 4}, {4, 3, 3, 3}, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
-      {"stride 2 asymmetric padding", {1, 2, 7, 6}, {3, 2, 3, 3}, make_opt({2, 2}, {0, 1, 2, 1}, {1, 1}, 1)},
-      {"dilation 2 rectangular", {1, 2, 6, 7}, {2, 2, 2, 3}, make_opt({1, 2}, {1, 1, 1, 0}, {2, 1}, 1)},
-      {"groups 2", {2, 4, 4, 5}, {6, 2, 3, 3}, make_opt({1, 1}, {1, 1, 1, 1}, {1, 1}, 2)},
-      {"depthwise", {2, 5, 5, 4}, {5, 1, 3, 3}, make_opt({2, 1}, {1, 0, 1, 2}, {1, 1}, 5)},
-      {"pointwise", {2, 3, 3, 4}, {5, 3, 1, 1}, make_opt({1, 1}, {0, 0, 0, 0}, {1, 1}, 1)},
-      {"1x1 stride 2", {1, 3, 5, 5}, {2, 3, 1, 1}, make_opt({2, 2}, {0, 0, 0, 0}, {1, 1}, 1)},
+      {"3x3 pad 1", {2, 3, 5, 4}, {4, 3, 3, 3}, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 1)},
+      {"stride 2 asymmetric padding", {1, 2, 7, 6}, {3, 2, 3, 3}, testing::conv_options({2, 2}, {0, 1, 2, 1}, {1, 1}, 1)},
+      {"dilation 2 rectangular", {1, 2, 6, 7}, {2, 2, 2, 3}, testing::conv_options({1, 2}, {1, 1, 1, 0}, {2, 1}, 1)},
+      {"groups 2", {2, 4, 4, 5}, {6, 2, 3, 3}, testing::conv_options({1, 1}, {1, 1, 1, 1}, {1, 1}, 2)},
+      {"depthwise", {2, 5, 5, 4}, {5, 1, 3, 3}, testing::conv_options({2, 1}, {1, 0, 1, 2}, {1, 1}, 5)},
+      {"pointwise", {2, 3, 3, 4}, {5, 3, 1, 1}, testing::conv_options({1, 1}, {0, 0, 0, 0}, {1, 1}, 1)},
+      {"1x1 stride 2", {1, 3, 5, 5}, {2, 3, 1, 1}, testing::conv_options({2, 2}, {0, 0, 0, 0}, {1, 1}, 1)},
   };
   for (const GradCase& c : cases) {
     const Tensor x = testing::random_tensor(c.x, gen);
@@ -76,18 +67,18 @@ TEST(Conv2dGrad, BadArgumentsAreClearErrors) {
   const Tensor w = testing::random_tensor({6, 4, 3, 3}, gen);
   expect_conv_error([&] { conv2d(testing::random_tensor({4, 5, 5}, gen), w); }, "[4, 5, 5]");
   expect_conv_error([&] { conv2d(x, testing::random_tensor({6, 4, 3}, gen)); }, "[6, 4, 3]");
-  expect_conv_error([&] { conv2d(x, w, Tensor(), make_opt({1, 1}, {0, 0, 0, 0}, {1, 1}, 3)); }, "not divisible");
-  expect_conv_error([&] { conv2d(x, testing::random_tensor({5, 2, 3, 3}, gen), Tensor(), make_opt({1, 1}, {0, 0, 0, 0}, {1, 1}, 2)); },
+  expect_conv_error([&] { conv2d(x, w, Tensor(), testing::conv_options({1, 1}, {0, 0, 0, 0}, {1, 1}, 3)); }, "not divisible");
+  expect_conv_error([&] { conv2d(x, testing::random_tensor({5, 2, 3, 3}, gen), Tensor(), testing::conv_options({1, 1}, {0, 0, 0, 0}, {1, 1}, 2)); },
                     "output channels 5");
   expect_conv_error([&] { conv2d(x, testing::random_tensor({6, 3, 3, 3}, gen)); }, "expected C/groups = 4");
   expect_conv_error([&] { conv2d(x, testing::random_tensor({6, 4, 7, 3}, gen)); }, "output would be empty");
-  expect_conv_error([&] { conv2d(x, w, Tensor(), make_opt({1, 1}, {0, 0, 0, 0}, {3, 1}, 1)); }, "output would be empty");
+  expect_conv_error([&] { conv2d(x, w, Tensor(), testing::conv_options({1, 1}, {0, 0, 0, 0}, {3, 1}, 1)); }, "output would be empty");
   expect_conv_error([&] { conv2d(x, w, testing::random_tensor({5}, gen)); }, "bias");
   expect_conv_error([&] { conv2d(x, w, testing::random_tensor({6, 1}, gen)); }, "[6, 1]");
-  expect_conv_error([&] { conv2d(x, w, Tensor(), make_opt({0, 1}, {0, 0, 0, 0}, {1, 1}, 1)); }, "stride");
-  expect_conv_error([&] { conv2d(x, w, Tensor(), make_opt({1, 1}, {0, -1, 0, 0}, {1, 1}, 1)); }, "padding");
-  expect_conv_error([&] { conv2d(x, w, Tensor(), make_opt({1, 1}, {0, 0, 0, 0}, {0, 1}, 1)); }, "dilation");
-  expect_conv_error([&] { conv2d(x, w, Tensor(), make_opt({1, 1}, {0, 0, 0, 0}, {1, 1}, 0)); }, "groups");
+  expect_conv_error([&] { conv2d(x, w, Tensor(), testing::conv_options({0, 1}, {0, 0, 0, 0}, {1, 1}, 1)); }, "stride");
+  expect_conv_error([&] { conv2d(x, w, Tensor(), testing::conv_options({1, 1}, {0, -1, 0, 0}, {1, 1}, 1)); }, "padding");
+  expect_conv_error([&] { conv2d(x, w, Tensor(), testing::conv_options({1, 1}, {0, 0, 0, 0}, {0, 1}, 1)); }, "dilation");
+  expect_conv_error([&] { conv2d(x, w, Tensor(), testing::conv_options({1, 1}, {0, 0, 0, 0}, {1, 1}, 0)); }, "groups");
   expect_conv_error([&] { conv2d(Tensor::zeros({1, 4, 5, 5}, DType::i64), w); }, "not supported");
 }
 

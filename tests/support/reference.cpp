@@ -111,3 +111,12 @@ std::string error_message(const std::function<void()>& f) {
   return "";
 }
 }  // namespace graft::testing
+
+namespace graft::testing {
+int64_t broadcast_flat_index(const Shape& shape, const Shape& out_shape, const std::vector<int64_t>& idx) {
+  const size_t off = out_shape.size() - shape.size();
+  int64_t flat = 0;
+  for (size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + (shape[d] == 1 ? 0 : idx[d + off]);
+  return flat;
+}
+}  // namespace graft::testing

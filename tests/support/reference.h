@@ -48,3 +48,9 @@ namespace graft::testing {
 // The message of the graft::Error f throws; empty when it throws none.
 std::string error_message(const std::function<void()>& f);
 }  // namespace graft::testing
+
+namespace graft::testing {
+// Flat row-major index into `shape` of the element of `out_shape` at
+// multi-index `idx`, with NumPy broadcasting (right-aligned; size-1 dims repeat).
+int64_t broadcast_flat_index(const Shape& shape, const Shape& out_shape, const std::vector<int64_t>& idx);
+}  // namespace graft::testing
