@@ -124,8 +124,9 @@ double train_head(const Tensor& train_x, const std::vector<int64_t>& train_y, co
 void standardise(Tensor& train_x, Tensor& val_x) {
   NoGradGuard ng;
   Tensor mu = mean(train_x, {0}, true);
-  Tensor sd = add_scalar(sqrt(mean(mul(sub(train_x, mu), sub(train_x, mu)), {0}, true)), 1e-5);
-  train_x = div(sub(train_x, mu), sd);
+  Tensor centred = sub(train_x, mu);
+  Tensor sd = add_scalar(sqrt(mean(mul(centred, centred), {0}, true)), 1e-5);
+  train_x = div(centred, sd);
   val_x = div(sub(val_x, mu), sd);
 }
 
