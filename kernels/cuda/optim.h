@@ -8,8 +8,9 @@
 // index) — packs both into one host buffer, copies it to a stream-ordered
 // device buffer (cudaMallocAsync) with one cudaMemcpyAsync, launches one
 // kernel with one block per chunk, and frees the buffer stream-ordered
-// (cudaFreeAsync). The host buffer is pageable, so the copy waits for the
-// stream's earlier work (a pinned staging buffer would remove that wait).
+// (cudaFreeAsync). The host buffer is pageable: the driver stages it before
+// cudaMemcpyAsync returns (so it may be freed at once), and may wait for the
+// stream's earlier work to do so (a pinned staging buffer would avoid that).
 //
 // Per tensor, exactly as the engine builds the twin's params (engine/optim):
 //   lr           = base.lr * lr_mult                       (float arithmetic)
