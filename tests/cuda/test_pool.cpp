@@ -266,7 +266,7 @@ TEST(CudaPoolArgs, BadArgumentsThrowNamingTheLauncher) {
   expect_invalid([&] { kernels::cuda::max_pool2d_backward(dummy, nullptr, dummy, DataType::bf16, ok, nullptr); },
                  "cuda::max_pool2d_backward", "argmax is null");
   Pool2dParams wrong_out = ok;
-  wrong_out.out_h += 1;
+  wrong_out.out_h += 2;  // (+1 is the ceil-mode size here, which is valid)
   expect_invalid([&] { kernels::cuda::avg_pool2d_forward(dummy, dummy, DataType::f16, wrong_out, nullptr); },
                  "cuda::avg_pool2d_forward", "out_h/out_w");
   Pool2dParams dilated = ok;
