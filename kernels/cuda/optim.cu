@@ -37,10 +37,29 @@ struct ChunkRow {
 };
 static_assert(sizeof(TensorRow) % alignof(ChunkRow) == 0, "chunk rows follow the tensor rows in one buffer");
 
+// Four gradients widened to f32 from one 16-byte (f32) or 8-byte (f16/bf16)
+// load. The 16-bit ones unpack from a uint2 (element 0 in the low half of .x):
+// a register array of bf16 went to local memory here.
 template <typename G>
-struct alignas(sizeof(G) * 4) Grad4 {
-  G v[4];
-};
+__device__ __forceinline__ float4 load_grad4(const G* g);
+template <>
+__device__ __forceinline__ float4 load_grad4<float>(const float* g) {
+  return *reinterpret_cast<const float4*>(g);
+}
+template <>
+__device__ __forceinline__ float4 load_grad4<__half>(const __half* g) {
+  const uint2 u = *reinterpret_cast<const uint2*>(g);
+  return make_float4(__half2float(__ushort_as_half(static_cast<unsigned short>(u.x & 0xffffu))),
+                     __half2float(__ushort_as_half(static_cast<unsigned short>(u.x >> 16))),
+                     __half2float(__ushort_as_half(static_cast<unsigned short>(u.y & 0xffffu))),
+                     __half2float(__ushort_as_half(static_cast<unsigned short>(u.y >> 16))));
+}
+template <>
+__device__ __forceinline__ float4 load_grad4<__nv_bfloat16>(const __nv_bfloat16* g) {
+  const uint2 u = *reinterpret_cast<const uint2*>(g);  // bf16 -> f32 is exact: the high 16 bits
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                     __uint_as_float(u.y & 0xffff0000u));
+}
 
 struct SgdOp {
   float momentum, dampening;
@@ -89,14 +108,14 @@ __global__ void __launch_bounds__(kThreads) multi_tensor_update_kernel(const Ten
     for (int64_t j = threadIdx.x; j < nv; j += blockDim.x) {
       const int64_t i = start + 4 * j;
       float4 pv = *reinterpret_cast<const float4*>(p + i);
-      const Grad4<G> gv = *reinterpret_cast<const Grad4<G>*>(g + i);
+      const float4 gv = load_grad4<G>(g + i);
       float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
       if (kStates >= 1) a = *reinterpret_cast<const float4*>(s0 + i);
       if (kStates >= 2) b = *reinterpret_cast<const float4*>(s1 + i);
-      op.template apply<(kStates >= 1)>(pv.x, to_f32(gv.v[0]), a.x, b.x, t);
-      op.template apply<(kStates >= 1)>(pv.y, to_f32(gv.v[1]), a.y, b.y, t);
-      op.template apply<(kStates >= 1)>(pv.z, to_f32(gv.v[2]), a.z, b.z, t);
-      op.template apply<(kStates >= 1)>(pv.w, to_f32(gv.v[3]), a.w, b.w, t);
+      op.template apply<(kStates >= 1)>(pv.x, gv.x, a.x, b.x, t);
+      op.template apply<(kStates >= 1)>(pv.y, gv.y, a.y, b.y, t);
+      op.template apply<(kStates >= 1)>(pv.z, gv.z, a.z, b.z, t);
+      op.template apply<(kStates >= 1)>(pv.w, gv.w, a.w, b.w, t);
       *reinterpret_cast<float4*>(p + i) = pv;
       if (kStates >= 1) *reinterpret_cast<float4*>(s0 + i) = a;
       if (kStates >= 2) *reinterpret_cast<float4*>(s1 + i) = b;
