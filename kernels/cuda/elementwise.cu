@@ -106,7 +106,7 @@ __device__ __forceinline__ float unary_grad(float s, float g, float a, float b) 
 // a scalar tail (or the whole range) -----------------------------------------------------
 
 template <typename T, UnaryOp kOp, bool kVec>
-__global__ void unary_forward_kernel(int64_t n, const T* __restrict__ x, T* y, float a, float b) {
+__global__ void unary_forward_kernel(int64_t n, const T* x, T* y, float a, float b) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t tail = 0;
@@ -125,7 +125,7 @@ __global__ void unary_forward_kernel(int64_t n, const T* __restrict__ x, T* y, f
 }
 
 template <typename T, UnaryOp kOp, bool kVec>
-__global__ void unary_backward_kernel(int64_t n, const T* __restrict__ s, const T* gy, T* gx, float a, float b) {
+__global__ void unary_backward_kernel(int64_t n, const T* s, const T* gy, T* gx, float a, float b) {
   constexpr bool kS = reads_saved<kOp>();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
