@@ -92,6 +92,17 @@ inline int warp_items_for(int64_t len) {
   return items;
 }
 
+// Runs the body with K the compile-time constant equal to `items` (a power of two <= 32).
+#define GRAFT_SWITCH_WARP_ITEMS(items, K, ...)                      \
+  switch (items) {                                                 \
+    case 1: { constexpr int K = 1; __VA_ARGS__; } break;           \
+    case 2: { constexpr int K = 2; __VA_ARGS__; } break;           \
+    case 4: { constexpr int K = 4; __VA_ARGS__; } break;           \
+    case 8: { constexpr int K = 8; __VA_ARGS__; } break;           \
+    case 16: { constexpr int K = 16; __VA_ARGS__; } break;         \
+    default: { constexpr int K = 32; __VA_ARGS__; } break;         \
+  }
+
 // ---- online softmax statistics -----------------------------------------------------------
 // (m, s): running max and sum of exp(x - m). Empty is (-inf, 0).
 __device__ __forceinline__ void online_add(float& m, float& s, float v) {

@@ -123,16 +123,6 @@ __global__ void __launch_bounds__(1024)
 
 // ---- launch ----------------------------------------------------------------------------------
 
-#define GRAFT_SWITCH_WARP_ITEMS(items, K, ...)                      \
-  switch (items) {                                                 \
-    case 1: { constexpr int K = 1; __VA_ARGS__; } break;           \
-    case 2: { constexpr int K = 2; __VA_ARGS__; } break;           \
-    case 4: { constexpr int K = 4; __VA_ARGS__; } break;           \
-    case 8: { constexpr int K = 8; __VA_ARGS__; } break;           \
-    case 16: { constexpr int K = 16; __VA_ARGS__; } break;         \
-    default: { constexpr int K = 32; __VA_ARGS__; } break;         \
-  }
-
 unsigned warp_grid(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 int block_threads(int64_t len) { return len >= 8192 ? 1024 : 512; }
 
