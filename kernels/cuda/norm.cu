@@ -54,6 +54,7 @@ __global__ void __launch_bounds__(kColTile* kColRows)
   const int64_t r1 = min(rows, r0 + chunk_rows);
   float n = 0.0f, mean = 0.0f, m2 = 0.0f;
   if (col < cols) {
+#pragma unroll 4
     for (int64_t r = r0 + ty; r < r1; r += kColRows) {
       const float v = to_f32(x[r * cols + col]);
       n += 1.0f;  // exact: chunk_rows / 8 is far below 2^24
@@ -119,6 +120,7 @@ __global__ void __launch_bounds__(kColTile* kColRows)
     float mc = 0.0f, rc = 0.0f;
     if (kStats == kPerColRstd) mc = mean[col], rc = stat[col];
     if (kStats == kPerColVar) mc = mean[col], rc = 1.0f / sqrtf(stat[col] + eps);
+#pragma unroll 4
     for (int64_t r = r0 + ty; r < r1; r += kColRows) {
       if (kStats == kPerRow) mc = mean[r], rc = stat[r];
       const float gv = to_f32(g[r * cols + col]), xv = to_f32(x[r * cols + col]);
