@@ -121,14 +121,55 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
+// ---- inner > 1 (an axis that is not the last): one thread per column ------------------------
+// Column (o, i) is x[(o * len + a) * inner + i] for a < len: adjacent threads take
+// adjacent i, so every step along the axis is a coalesced access.
+
+template <typename T, bool kLog>
+__global__ void __launch_bounds__(256)
+    softmax_forward_columns(const T* __restrict__ x, T* __restrict__ y, int64_t outer, int64_t len, int64_t inner) {
+  for (int64_t col = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; col < outer * inner;
+       col += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t base = (col / inner) * len * inner + col % inner;
+    float m = -INFINITY, s = 0.0f;
+    for (int64_t a = 0; a < len; ++a) online_add(m, s, to_f32(x[base + a * inner]));
+    const float log_s = logf(s), inv = 1.0f / s;
+    for (int64_t a = 0; a < len; ++a) {
+      const float v = to_f32(x[base + a * inner]);
+      y[base + a * inner] = from_f32<T>(kLog ? (v - m) - log_s : expf(v - m) * inv);
+    }
+  }
+}
+
+template <typename T, bool kLog>
+__global__ void __launch_bounds__(256)
+    softmax_backward_columns(const T* __restrict__ y, const T* __restrict__ dy, T* __restrict__ dx, int64_t outer,
+                             int64_t len, int64_t inner) {
+  for (int64_t col = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; col < outer * inner;
+       col += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t base = (col / inner) * len * inner + col % inner;
+    float acc = 0.0f;
+    for (int64_t a = 0; a < len; ++a) {
+      const float g = to_f32(dy[base + a * inner]);
+      acc += kLog ? g : g * to_f32(y[base + a * inner]);
+    }
+    for (int64_t a = 0; a < len; ++a) {
+      const float yv = to_f32(y[base + a * inner]), g = to_f32(dy[base + a * inner]);
+      dx[base + a * inner] = from_f32<T>(kLog ? g - expf(yv) * acc : yv * (g - acc));
+    }
+  }
+}
+
 // ---- launch ----------------------------------------------------------------------------------
 
 unsigned warp_grid(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 int block_threads(int64_t len) { return len >= 8192 ? 1024 : 512; }
 
 template <typename T, bool kLog>
-void launch_forward(const T* x, T* y, int64_t rows, int64_t len, cudaStream_t stream) {
-  if (len <= kWarpRowMax) {
+void launch_forward(const T* x, T* y, int64_t rows, int64_t len, int64_t inner, cudaStream_t stream) {
+  if (inner > 1) {
+    softmax_forward_columns<T, kLog><<<grid_for(rows * inner, 256), 256, 0, stream>>>(x, y, rows, len, inner);
+  } else if (len <= kWarpRowMax) {
     GRAFT_SWITCH_WARP_ITEMS(warp_items_for(len), K, {
       constexpr int kV = cmin(max_pack<T>(), K);
       if (kV > 1 && packs_fit<T>(kV, len, {x, y}))
@@ -148,8 +189,10 @@ void launch_forward(const T* x, T* y, int64_t rows, int64_t len, cudaStream_t st
 }
 
 template <typename T, bool kLog>
-void launch_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t len, cudaStream_t stream) {
-  if (len <= kWarpRowMax) {
+void launch_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t len, int64_t inner, cudaStream_t stream) {
+  if (inner > 1) {
+    softmax_backward_columns<T, kLog><<<grid_for(rows * inner, 256), 256, 0, stream>>>(y, dy, dx, rows, len, inner);
+  } else if (len <= kWarpRowMax) {
     GRAFT_SWITCH_WARP_ITEMS(warp_items_for(len), K, {
       constexpr int kV = cmin(max_pack<T>(), K);
       if (kV > 1 && packs_fit<T>(kV, len, {y, dy, dx}))
@@ -173,11 +216,10 @@ void launch_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t len, 
 // Returns false when there is nothing to do.
 bool check_args(const char* name, SoftmaxParams p, DataType dt, std::initializer_list<const void*> ptrs) {
   require(dt == DataType::f32 || dt == DataType::f16 || dt == DataType::bf16, name, "unknown dtype");
-  require(p.inner == 1, name,
-          "only the last axis is supported on the GPU (inner must be 1, got " + std::to_string(p.inner) + ")");
-  require(p.outer >= 0 && p.axis_len >= 0, name,
-          "negative size: outer " + std::to_string(p.outer) + ", axis_len " + std::to_string(p.axis_len));
-  if (p.outer == 0 || p.axis_len == 0) return false;
+  require(p.outer >= 0 && p.axis_len >= 0 && p.inner >= 0, name,
+          "negative size: outer " + std::to_string(p.outer) + ", axis_len " + std::to_string(p.axis_len) +
+              ", inner " + std::to_string(p.inner));
+  if (p.outer == 0 || p.axis_len == 0 || p.inner == 0) return false;
   require(p.outer <= INT_MAX, name, "outer " + std::to_string(p.outer) + " exceeds the grid limit 2^31 - 1 rows");
   int i = 0;
   for (const void* q : ptrs) {
@@ -192,26 +234,26 @@ bool check_args(const char* name, SoftmaxParams p, DataType dt, std::initializer
 void softmax_forward(const void* x, void* y, SoftmaxParams p, DataType dt, cudaStream_t stream) {
   if (!check_args("softmax_forward", p, dt, {x, y})) return;
   GRAFT_DISPATCH_FLOAT(dt, T, launch_forward<T, false>(static_cast<const T*>(x), static_cast<T*>(y), p.outer,
-                                                       p.axis_len, stream));
+                                                       p.axis_len, p.inner, stream));
 }
 
 void log_softmax_forward(const void* x, void* y, SoftmaxParams p, DataType dt, cudaStream_t stream) {
   if (!check_args("log_softmax_forward", p, dt, {x, y})) return;
   GRAFT_DISPATCH_FLOAT(dt, T, launch_forward<T, true>(static_cast<const T*>(x), static_cast<T*>(y), p.outer,
-                                                      p.axis_len, stream));
+                                                      p.axis_len, p.inner, stream));
 }
 
 void softmax_backward(const void* y, const void* dy, void* dx, SoftmaxParams p, DataType dt, cudaStream_t stream) {
   if (!check_args("softmax_backward", p, dt, {y, dy, dx})) return;
   GRAFT_DISPATCH_FLOAT(dt, T, launch_backward<T, false>(static_cast<const T*>(y), static_cast<const T*>(dy),
-                                                        static_cast<T*>(dx), p.outer, p.axis_len, stream));
+                                                        static_cast<T*>(dx), p.outer, p.axis_len, p.inner, stream));
 }
 
 void log_softmax_backward(const void* y, const void* dy, void* dx, SoftmaxParams p, DataType dt,
                           cudaStream_t stream) {
   if (!check_args("log_softmax_backward", p, dt, {y, dy, dx})) return;
   GRAFT_DISPATCH_FLOAT(dt, T, launch_backward<T, true>(static_cast<const T*>(y), static_cast<const T*>(dy),
-                                                       static_cast<T*>(dx), p.outer, p.axis_len, stream));
+                                                       static_cast<T*>(dx), p.outer, p.axis_len, p.inner, stream));
 }
 
 }  // namespace graft::kernels::cuda

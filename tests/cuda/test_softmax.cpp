@@ -30,22 +30,23 @@ std::string label(const char* what, DataType t, int64_t rows, int64_t len, size_
          std::to_string(len) + " shift=" + std::to_string(shift);
 }
 
-void check_forward(bool log, DataType t, int64_t rows, int64_t len, size_t shift, float scale) {
-  const size_t n = static_cast<size_t>(rows * len);
+void check_forward(bool log, DataType t, int64_t rows, int64_t len, size_t shift, float scale, int64_t inner = 1) {
+  const size_t n = static_cast<size_t>(rows * len * inner);
   const std::vector<float> x = round_to(uniform_values(n, -scale, scale, 17u + static_cast<unsigned>(len)), t);
   ShiftedArray dx(x, t, shift), dy(n, t, shift);
-  kcpu::SoftmaxParams p{rows, len, 1};
+  kcpu::SoftmaxParams p{rows, len, inner};
   (log ? kc::log_softmax_forward : kc::softmax_forward)(dx.ptr(), dy.ptr(), p, t, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::vector<float> want(n);
   (log ? kcpu::log_softmax_forward : kcpu::softmax_forward)(x.data(), want.data(), p);
   EXPECT_TRUE(close_to_twin(dy.download(), want, default_tolerance(t),
-                            label(log ? "log_softmax_forward" : "softmax_forward", t, rows, len, shift)));
+                            label(log ? "log_softmax_forward" : "softmax_forward", t, rows, len, shift) +
+                                " inner=" + std::to_string(inner)));
 }
 
-void check_backward(bool log, DataType t, int64_t rows, int64_t len, size_t shift) {
-  const size_t n = static_cast<size_t>(rows * len);
-  kcpu::SoftmaxParams p{rows, len, 1};
+void check_backward(bool log, DataType t, int64_t rows, int64_t len, size_t shift, int64_t inner = 1) {
+  const size_t n = static_cast<size_t>(rows * len * inner);
+  kcpu::SoftmaxParams p{rows, len, inner};
   const std::vector<float> x = uniform_values(n, -4.0f, 4.0f, 5u + static_cast<unsigned>(len));
   std::vector<float> y(n);
   (log ? kcpu::log_softmax_forward : kcpu::softmax_forward)(x.data(), y.data(), p);
@@ -57,7 +58,8 @@ void check_backward(bool log, DataType t, int64_t rows, int64_t len, size_t shif
   std::vector<float> want(n);
   (log ? kcpu::log_softmax_backward : kcpu::softmax_backward)(y.data(), g.data(), want.data(), p);
   EXPECT_TRUE(close_to_twin(ddx.download(), want, default_tolerance(t),
-                            label(log ? "log_softmax_backward" : "softmax_backward", t, rows, len, shift)));
+                            label(log ? "log_softmax_backward" : "softmax_backward", t, rows, len, shift) +
+                                " inner=" + std::to_string(inner)));
 }
 
 TEST(CudaSoftmax, ForwardMatchesTwinForEveryLengthAndDtype) {
@@ -94,6 +96,18 @@ TEST(CudaSoftmax, ManyRows) {
     check_forward(true, t, 513, 2048, 0, 3.0f);
     check_backward(false, t, 4099, 64, 0);
   }
+}
+
+// An axis that is not the last (inner > 1): the column kernels.
+TEST(CudaSoftmax, InnerAxisMatchesTwin) {
+  REQUIRE_GPU();
+  for (DataType t : kTypes)
+    for (int64_t inner : {3, 65})
+      for (int64_t len : {1, 7, 300})
+        for (bool log : {false, true}) {
+          check_forward(log, t, 3, len, 0, 3.0f, inner);
+          check_backward(log, t, 2, len, 1, inner);
+        }
 }
 
 // One row of 100000 against float64: the online (max, sum) statistics and the
@@ -139,7 +153,7 @@ void expect_invalid(F&& f, const std::string& launcher, const std::string& menti
 
 TEST(CudaSoftmax, BadArgumentsNameTheLauncher) {
   float dummy[4];
-  expect_invalid([&] { kc::softmax_forward(dummy, dummy, {2, 2, 3}, DataType::f32, nullptr); }, "softmax_forward",
+  expect_invalid([&] { kc::softmax_forward(dummy, dummy, {2, 2, -3}, DataType::f32, nullptr); }, "softmax_forward",
                  "inner");
   expect_invalid([&] { kc::log_softmax_forward(nullptr, dummy, {2, 2, 1}, DataType::f32, nullptr); },
                  "log_softmax_forward", "null");
