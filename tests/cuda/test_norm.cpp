@@ -113,8 +113,10 @@ struct BnCase {
   int64_t rows, c;
 };
 // (N*H*W, C): C not a multiple of 8, NHW odd; the last ones are real NHWC activations
-// (2x28x28x96, 2x7x7x256) and a tall thin one that splits into many row chunks.
-const BnCase kBnCases[] = {{2, 3}, {7, 5}, {33, 13}, {1000, 7}, {4097, 64}, {105, 256}, {1568, 96}, {98, 256},
+// (2x28x28x96, 2x7x7x256) and a tall thin one that splits into many row chunks. Not
+// rows = 2: there xhat = +-1 whatever x, so the training grad_x is O(eps) noise on
+// both sides and a relative comparison means nothing.
+const BnCase kBnCases[] = {{3, 3}, {7, 5}, {33, 13}, {1000, 7}, {4097, 64}, {105, 256}, {1568, 96}, {98, 256},
                            {20011, 3}};
 
 void check_batch_norm(DataType t, BnCase k, bool affine, size_t shift) {
