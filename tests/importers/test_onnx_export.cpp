@@ -143,6 +143,26 @@ TEST(OnnxExport, SmallCnnRoundTripsWithAndWithoutBatchNormFolding) {
   }
 }
 
+TEST(OnnxExport, NamesAndAStaticBatchOnRequest) {
+  auto net = trained_small_cnn();
+  ExportOptions opt;
+  opt.input_name = "images";
+  opt.output_name = "logits";
+  opt.dynamic_batch = false;
+  auto back = round_trip(*net, {2, 3, 11, 9}, opt);
+  ASSERT_EQ(back->inputs().size(), 1u);
+  EXPECT_EQ(back->inputs()[0].name, "images");
+  EXPECT_EQ(back->outputs()[0].name, "logits");
+  EXPECT_EQ(back->inputs()[0].shape, (std::vector<int64_t>{2, 3, 11, 9}));
+  EXPECT_EQ(back->outputs()[0].shape, (std::vector<int64_t>{2, 4}));
+  opt.dynamic_batch = true;
+  EXPECT_EQ(round_trip(*net, {2, 3, 11, 9}, opt)->inputs()[0].shape, (std::vector<int64_t>{-1, 3, 11, 9}));
+  // The training flags are as they were: export runs the model in eval mode only for a while.
+  net->train();
+  (void)importer::export_onnx_bytes(*net, {2, 3, 11, 9});
+  for (const auto& [name, child] : net->children()) EXPECT_TRUE(child->is_training()) << name;
+}
+
 TEST(OnnxExport, ImportedGraphFoldsItsBatchNormsAndKeepsTrainedValues) {
   // The small CNN written unfolded is an ONNX graph with Conv + BatchNormalization.
   auto net = trained_small_cnn();
