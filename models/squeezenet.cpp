@@ -23,11 +23,6 @@ std::shared_ptr<nn::Module> max_pool_3x3_s2_ceil() {
   p.ceil_mode = true;
   return std::make_shared<nn::MaxPool2d>(p);
 }
-
-class GlobalPoolFlatten : public nn::Module {
- public:
-  Tensor forward(const Tensor& x) override { return flatten(global_avg_pool2d(x), 1); }
-};
 }  // namespace
 
 Fire::Fire(int64_t in, int64_t s, int64_t e1, int64_t e3, Generator& gen) {
@@ -62,7 +57,7 @@ SqueezeNet::SqueezeNet(int64_t num_classes, Generator& gen) {
   head->push_back(std::make_shared<nn::Dropout>(0.5, gen));
   head->push_back(conv(kFeatureChannels, num_classes, 1, gen));
   head->push_back(relu_layer());
-  head->push_back(std::make_shared<GlobalPoolFlatten>());
+  head->push_back(std::make_shared<nn::GlobalAvgPool2d>());  // (N, C, H, W) -> (N, C)
 }
 
 Tensor SqueezeNet::features(const Tensor& x) { return backbone->forward(x); }

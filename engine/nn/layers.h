@@ -52,6 +52,7 @@ class Act : public Module {
  public:
   explicit Act(Activation kind) : kind_(kind) {}
   Tensor forward(const Tensor& x) override;
+  Activation kind() const { return kind_; }
 
  private:
   Activation kind_;
@@ -61,6 +62,7 @@ class MaxPool2d : public Module {
  public:
   explicit MaxPool2d(const Pool2dOptions& opt) : opt_(opt) {}
   Tensor forward(const Tensor& x) override;
+  const Pool2dOptions& options() const { return opt_; }
 
  private:
   Pool2dOptions opt_;

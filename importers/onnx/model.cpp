@@ -299,6 +299,45 @@ OnnxModel::~OnnxModel() = default;
 
 namespace {
 
+// LoadOptions::outputs: the named values become the graph outputs, and only
+// the nodes they need stay in `order`.
+void cut_at_outputs(Impl& m, std::vector<int>& order) {
+  const auto& g = m.proto.graph();
+  std::unordered_map<std::string, int> producer;
+  for (int i = 0; i < g.node_size(); ++i)
+    for (const auto& out : g.node(i).output())
+      if (!out.empty()) producer.emplace(out, i);
+  std::set<std::string> known;
+  for (const auto& v : m.inputs) known.insert(v.name);
+  for (const auto& t : g.initializer()) known.insert(t.name());
+  m.outputs.clear();
+  m.output_ids.clear();
+  for (const auto& name : m.options.outputs) {
+    GRAFT_CHECK(producer.count(name) || known.count(name),
+                m.path << ": LoadOptions::outputs: no node, input or initializer produces '" << name << "'");
+    GRAFT_CHECK(std::none_of(m.outputs.begin(), m.outputs.end(), [&](const ValueInfo& v) { return v.name == name; }),
+                m.path << ": LoadOptions::outputs names '" << name << "' twice");
+    ValueInfo info;
+    info.name = name;
+    info.rank_known = false;
+    for (const auto* list : {&g.output(), &g.value_info(), &g.input()})
+      for (const auto& v : *list)
+        if (v.name() == name && info.onnx_type == 0 && !info.rank_known) info = value_info(m, v, "value");
+    m.outputs.push_back(info);
+    m.output_ids.push_back(m.id(name));
+  }
+  std::set<std::string> needed(m.options.outputs.begin(), m.options.outputs.end());
+  std::vector<int> kept;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const auto& n = g.node(*it);
+    if (std::none_of(n.output().begin(), n.output().end(), [&](const std::string& o) { return needed.count(o) != 0; }))
+      continue;
+    for (const auto& in : n.input()) needed.insert(in);
+    kept.push_back(*it);
+  }
+  order.assign(kept.rbegin(), kept.rend());
+}
+
 enum class InitKind { unused, constant, buffer, parameter };
 
 }  // namespace
@@ -341,6 +380,7 @@ std::shared_ptr<OnnxModel> load_onnx_bytes(const std::string& bytes, const std::
     m.output_ids.push_back(m.id(v.name()));
   }
   for (const auto& v : g.value_info()) (void)value_info(m, v, "value");
+  if (!m.options.outputs.empty()) cut_at_outputs(m, order);
 
   // ---- steps, in topological order ----
   for (int i : order) {
@@ -587,5 +627,20 @@ std::vector<std::string> OnnxModel::op_types() const {
 
 std::vector<std::pair<std::string, int>> OnnxModel::op_type_counts() const { return impl_->op_counts; }
 std::vector<std::string> OnnxModel::unsupported_op_types() const { return impl_->unsupported; }
+
+OnnxModel::RunGraph OnnxModel::run_graph() const {
+  const Impl& m = *impl_;
+  RunGraph g;
+  std::vector<bool> read(m.value_names.size(), false);
+  for (const auto& s : m.steps) {
+    g.nodes.push_back(s.node);
+    for (int v : s.in)
+      if (v >= 0) read[static_cast<size_t>(v)] = true;
+  }
+  for (int v : m.output_ids) read[static_cast<size_t>(v)] = true;
+  for (size_t v = 0; v < m.fixed.size(); ++v)
+    if (read[v] && m.fixed[v].defined()) g.fixed.emplace_back(m.value_names[v], m.fixed[v]);
+  return g;
+}
 
 }  // namespace graft::importer

@@ -10,6 +10,10 @@
 
 #include "engine/nn/module.h"
 
+namespace onnx {
+class NodeProto;
+}
+
 namespace graft::importer {
 
 class OpRegistry;
@@ -24,6 +28,12 @@ struct LoadOptions {
   // The operator table; null: Graft's (op_registry()). Another table (tests,
   // experiments) must outlive the model.
   const OpRegistry* ops = nullptr;
+  // Graph outputs to use instead of the file's: values by name, e.g. the
+  // feature map where a backbone ends. Nodes those values do not need are
+  // dropped before anything else (their initializers never become
+  // parameters), so the model is the backbone alone: forward() returns the
+  // feature value and a new head goes after it (nn::Sequential).
+  std::vector<std::string> outputs;
 };
 
 struct ValueInfo {
@@ -55,6 +65,17 @@ class OnnxModel : public nn::Module {
   std::vector<std::string> unsupported_op_types() const;
   int64_t ir_version() const;
   const std::string& producer() const;  // "pytorch 2.1", or empty
+
+  // The graph as Graft runs it, for the exporter (export.h): the live nodes in
+  // run order (after constant folding, dead-node removal and any cut), and the
+  // values fixed at load that those nodes or the outputs read, by value name:
+  // parameters and buffers (the current tensors: fine-tuned values) and folded
+  // constants. Node pointers live as long as the model.
+  struct RunGraph {
+    std::vector<const ::onnx::NodeProto*> nodes;
+    std::vector<std::pair<std::string, Tensor>> fixed;
+  };
+  RunGraph run_graph() const;
 
   struct Impl;
 

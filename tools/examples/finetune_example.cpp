@@ -1,7 +1,7 @@
 // The main job until the `graft` CLI lands: transfer learning on the CPU with a
 // real ImageNet-pretrained network and real photos.
 //
-//   finetune_example [--data DIR] [--weights DIR] [--epochs N] [--seed S]
+//   finetune_example [--data DIR] [--weights DIR] [--epochs N] [--seed S] [--export FILE]
 //
 // 1. Decodes the flower photos (one folder per class) and splits each class
 //    into training and validation images (3:1, seeded).
@@ -11,8 +11,12 @@
 // 4. Grafts a new linear head (512 -> classes) and trains it with AdamW.
 // 5. Does the same from a randomly initialised backbone, and prints both
 //    validation accuracies: what the pretrained weights are worth.
+// 6. With --export FILE: writes the pretrained backbone + trained head (the
+//    feature standardisation folded into it) as ONNX, and checks that the
+//    file, loaded back, gives the same logits.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -24,6 +28,8 @@
 #include "engine/nn/layers.h"
 #include "engine/ops/ops.h"
 #include "engine/optim/optimizer.h"
+#include "importers/onnx/model.h"
+#include "model_emitters.h"
 #include "models/squeezenet.h"
 
 namespace fs = std::filesystem;
@@ -36,6 +42,7 @@ struct Args {
   std::string weights = "../shared/pretrained/squeezenet1.1/weights";
   int epochs = 60;
   uint64_t seed = 2026;
+  std::string export_path;  // empty: no export
 };
 
 Args parse(int argc, char** argv) {
@@ -50,8 +57,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--weights") a.weights = value();
     else if (k == "--epochs") a.epochs = std::stoi(value());
     else if (k == "--seed") a.seed = std::stoull(value());
+    else if (k == "--export") a.export_path = value();
     else if (k == "--help" || k == "-h") {
-      std::printf("usage: finetune_example [--data DIR] [--weights DIR] [--epochs N] [--seed S]\n");
+      std::printf("usage: finetune_example [--data DIR] [--weights DIR] [--epochs N] [--seed S] [--export FILE]\n");
       std::exit(0);
     } else {
       GRAFT_FAIL("finetune_example: unknown argument '" << k << "' (see --help)");
@@ -98,9 +106,8 @@ double accuracy(const Tensor& logits, const std::vector<int64_t>& labels) {
 
 // Trains a linear head on cached features; returns validation accuracy.
 double train_head(const Tensor& train_x, const std::vector<int64_t>& train_y, const Tensor& val_x,
-                  const std::vector<int64_t>& val_y, int64_t classes, int epochs, uint64_t seed, const char* tag) {
-  Generator gen(seed);
-  nn::Linear head(train_x.size(1), classes, true, gen);
+                  const std::vector<int64_t>& val_y, int64_t classes, int epochs, uint64_t seed, const char* tag,
+                  nn::Linear& head) {
   optim::Adam opt(head.parameters(), optim::adamw_options(3e-3, 1e-2));
   Tensor ty = Tensor::from_vector_i64(train_y, {static_cast<int64_t>(train_y.size())});
   CrossEntropyOptions ce;
@@ -120,14 +127,45 @@ double train_head(const Tensor& train_x, const std::vector<int64_t>& train_y, co
   return accuracy(head(val_x), val_y);
 }
 
-// Feature standardisation fitted on the training split.
-void standardise(Tensor& train_x, Tensor& val_x) {
+// Feature standardisation fitted on the training split (its mean and
+// deviation, (1, F) each, are returned for the export).
+void standardise(Tensor& train_x, Tensor& val_x, Tensor& mu, Tensor& sd) {
   NoGradGuard ng;
-  Tensor mu = mean(train_x, {0}, true);
+  mu = mean(train_x, {0}, true);
   Tensor centred = sub(train_x, mu);
-  Tensor sd = add_scalar(sqrt(mean(mul(centred, centred), {0}, true)), 1e-5);
+  sd = add_scalar(sqrt(mean(mul(centred, centred), {0}, true)), 1e-5);
   train_x = div(centred, sd);
   val_x = div(sub(val_x, mu), sd);
+}
+
+// The deployable network: backbone -> global pool -> head, where the head
+// takes raw pooled features (the standardisation folded in: W' = W / sd,
+// b' = b - W' mu). Written as ONNX, loaded back, compared on `check` images.
+void export_model(models::SqueezeNet& net, const nn::Linear& head, const Tensor& mu, const Tensor& sd,
+                  const std::string& path, const std::vector<Tensor>& check) {
+  NoGradGuard ng;
+  auto folded = std::make_shared<nn::Linear>(head.weight.size(1), head.weight.size(0));
+  folded->weight.copy_(div(head.weight, sd));
+  folded->bias.copy_(sub(head.bias, flatten(matmul(folded->weight, reshape(mu, {mu.numel(), 1})), 0)));
+  nn::Sequential deployed{net.backbone, std::make_shared<nn::GlobalAvgPool2d>(), folded};
+  importer::ExportOptions opt;
+  opt.emitters = tools::model_emitters();
+  importer::save_onnx(deployed, {1, 3, 224, 224}, path, opt);
+  auto back = importer::load_onnx(path);
+  deployed.eval();
+  double worst = 0;
+  const size_t n = std::min<size_t>(check.size(), 4);
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<float> a = back->forward(check[i]).to_vector(), b = deployed(check[i]).to_vector();
+    double diff = 0, scale = 0;
+    for (size_t j = 0; j < a.size(); ++j) {
+      diff = std::max(diff, static_cast<double>(std::fabs(a[j] - b[j])));
+      scale = std::max(scale, static_cast<double>(std::fabs(b[j])));
+    }
+    worst = std::max(worst, diff / std::max(scale, 1e-30));
+  }
+  std::printf("exported %s (%lld parameters); loaded back, %zu validation images: max relative difference %.2e\n",
+              path.c_str(), static_cast<long long>(back->num_parameters()), n, worst);
 }
 
 }  // namespace
@@ -186,9 +224,13 @@ int main(int argc, char** argv) try {
     Tensor tx = extract_features(net, train_imgs), vx = extract_features(net, val_imgs);
     std::printf("%s backbone: features of %zu images in %.1f s\n", pretrained ? "pretrained" : "random-init",
                 train_imgs.size() + val_imgs.size(), seconds_since(t1));
-    standardise(tx, vx);
+    Tensor mu, sd;
+    standardise(tx, vx, mu, sd);
+    Generator head_gen(args.seed + 2);
+    nn::Linear head(tx.size(1), k, true, head_gen);
     acc[pretrained] = train_head(tx, train_y, vx, val_y, k, args.epochs, args.seed + 2,
-                                 pretrained ? "pretrained" : "random-init");
+                                 pretrained ? "pretrained" : "random-init", head);
+    if (pretrained && !args.export_path.empty()) export_model(net, head, mu, sd, args.export_path, val_imgs);
   }
   std::printf("\nvalidation accuracy, new head on a frozen backbone (%lld classes, chance %.1f%%):\n",
               static_cast<long long>(k), 100.0 / k);

@@ -2,6 +2,7 @@
 //
 //   graft info MODEL.onnx
 //   graft run MODEL.onnx --input in_0.pb [--input in_1.pb ...] --output-dir DIR
+//   graft export IN.onnx OUT.onnx [--fold-bn] [--opset N]
 //
 // Exit codes: 0 success, 1 an error while doing the work (its message on
 // stderr), 2 bad arguments.
@@ -16,6 +17,7 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/core/error.h"
+#include "importers/onnx/export.h"
 #include "importers/onnx/model.h"
 #include "importers/onnx/tensor_proto.h"
 
@@ -80,6 +82,21 @@ int run(const std::string& path, const std::vector<std::string>& input_files, co
   return 0;
 }
 
+// Re-export: the graph as Graft runs it (constants folded, dropout as
+// Identity), optionally with batch norm folded into the convolutions.
+int export_model(const std::string& in, const std::string& out, bool fold_bn, int opset) {
+  auto m = importer::load_onnx(in);
+  importer::ExportOptions opt;
+  opt.fold_batch_norm = fold_bn;
+  opt.opset = opset > 0 ? opset : m->opset();
+  importer::save_onnx(*m, {}, out, opt);
+  auto check = importer::load_onnx(out);  // what was written loads back
+  std::printf("%s: opset %d, %zu operator types, %lld parameters in %zu tensors%s\n", out.c_str(), check->opset(),
+              check->op_type_counts().size(), static_cast<long long>(check->num_parameters()),
+              check->named_parameters().size(), fold_bn ? " (batch norm folded)" : "");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,6 +115,15 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   run_cmd->add_option("--output-dir,-o", out_dir, "folder for output_0.pb, output_1.pb, ...")->required();
 
+  std::string export_in, export_out;
+  bool fold_bn = false;
+  int opset = 0;
+  auto* export_cmd = app.add_subcommand("export", "Write a model back out as ONNX (constants folded, optionally batch norm)");
+  export_cmd->add_option("model", export_in, "ONNX model file")->required()->check(CLI::ExistingFile);
+  export_cmd->add_option("output", export_out, "ONNX file to write")->required();
+  export_cmd->add_flag("--fold-bn", fold_bn, "fold BatchNormalization into the preceding Conv");
+  export_cmd->add_option("--opset", opset, "operator set to write (default: the model's own)")->check(CLI::Range(7, 24));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -107,6 +133,7 @@ int main(int argc, char** argv) {
   try {
     if (*info_cmd) return info(model);
     if (*run_cmd) return run(run_model, input_files, out_dir);
+    if (*export_cmd) return export_model(export_in, export_out, fold_bn, opset);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "graft: %s\n", e.what());
     return 1;
