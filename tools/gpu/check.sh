@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The GPU check: ONE command for the lent GPU machine, run from the repository
+# root there:  bash tools/gpu/check.sh
+# Before the call, HERE: bash tools/gpu/prepare.sh, then carry [".gtest", ".gbench"].
+#
+# Builds the GPU-only configuration (GRAFT_GPU_CHECK: kernels, engine,
+# graft_tests_cuda, bench_cuda), runs the CUDA tests, then the GPU benchmarks,
+# and writes bench/results/<device>-<yyyymmdd>-<commit>.json (tools/gpu/results.py).
+# Logs and reports go to $RESULTS_DIR (default <build>/gpu-check) and, where
+# $OUT is set (the device tool), are copied there (7 files, flat).
+# A failing test does not stop the benchmarks; the exit status is non-zero at
+# the end if anything failed (configure, build, a test, a benchmark).
+# Tolerant of a bare machine: no cuDNN -> benchmarks without baselines; no
+# Google Benchmark -> tests only; no GPU -> tests skip, nothing is timed, exit 0.
+#
+# Environment (all optional): BUILD_DIR (build-gpu), JOBS (all cores),
+# CUDA_ARCH (90), GRAFT_COMMIT (else git, else .gbench/commit), GRAFT_CUDNN_ROOT,
+# TEST_FILTER (gtest filter, *), TEST_TIMEOUT (300 s), BENCH_FILTER (regex, .),
+# BENCH_MIN_TIME (0.05 s per benchmark), BENCH_TIMEOUT (240 s), RESULTS_DIR.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$(pwd)
+START=$SECONDS
+BUILD_DIR=${BUILD_DIR:-build-gpu}
+JOBS=${JOBS:-$(nproc)}
+CUDA_ARCH=${CUDA_ARCH:-90}
+RES=${RESULTS_DIR:-$BUILD_DIR/gpu-check}
+mkdir -p "$RES"
+rm -f "$RES"/tests.json "$RES"/tests.log "$RES"/bench.json "$RES"/bench.log "$RES"/summary.txt
+status=0
+problems=()
+fail() { status=1; problems+=("$1"); echo "check: FAILED: $1"; }
+phase() { echo; echo "==== $1  (t=$((SECONDS - START)) s)"; }
+
+phase "machine"
+date -u
+gpu_ok=0
+if command -v nvidia-smi > /dev/null 2>&1; then
+  timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv 2>&1
+  timeout 30 nvidia-smi -L > /dev/null 2>&1 && gpu_ok=1
+else
+  echo "nvidia-smi: not found"
+fi
+if ! command -v nvcc > /dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
+if command -v nvcc > /dev/null 2>&1; then nvcc --version | tail -2; else echo "nvcc: not found"; fi
+echo "cmake: $(cmake --version | head -1)   cores: $(nproc)   jobs: $JOBS"
+
+# ---- the commit being checked (the copied tree may carry no .git) ----
+if [ -z "${GRAFT_COMMIT:-}" ]; then
+  GRAFT_COMMIT=$(git rev-parse --short=7 HEAD 2> /dev/null || true)
+  [ -z "$GRAFT_COMMIT" ] && [ -f .gbench/commit ] && GRAFT_COMMIT=$(cat .gbench/commit)
+  GRAFT_COMMIT=${GRAFT_COMMIT:-unknown}
+fi
+export GRAFT_COMMIT
+echo "commit: $GRAFT_COMMIT"
+
+# ---- cuDNN (the baselines): GRAFT_CUDNN_ROOT, the pip package, or the toolkit ----
+cudnn_root=${GRAFT_CUDNN_ROOT:-}
+if [ -z "$cudnn_root" ] && command -v python3 > /dev/null 2>&1; then
+  for cand in $(python3 -c 'import nvidia.cudnn as m; print(" ".join(m.__path__))' 2> /dev/null) \
+              $(python3 -c 'import site; print(" ".join(p + "/nvidia/cudnn" for p in site.getsitepackages()))' 2> /dev/null); do
+    if [ -f "$cand/include/cudnn.h" ] && ls "$cand"/lib/libcudnn.so* > /dev/null 2>&1; then cudnn_root=$cand; break; fi
+  done
+  if [ -z "$cudnn_root" ]; then  # another layout of the wheels (e.g. nvidia/cu13/...)
+    sp=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2> /dev/null)
+    h=$(find $sp -maxdepth 5 -path '*nvidia*' -name cudnn.h 2> /dev/null | head -1)
+    if [ -n "$h" ]; then
+      d=$(dirname "$(dirname "$h")")
+      ls "$d"/lib/libcudnn.so* > /dev/null 2>&1 && cudnn_root=$d
+    fi
+  fi
+fi
+cudnn_args=()
+if [ -n "$cudnn_root" ]; then
+  echo "cuDNN: $cudnn_root"
+  cudnn_args=(-DGRAFT_CUDNN_ROOT="$cudnn_root")
+  export LD_LIBRARY_PATH="$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  echo "cuDNN: not found in python's nvidia.cudnn; CMake looks in the CUDA toolkit (no baselines if absent)"
+fi
+
+# ---- configure and build ----
+phase "configure (GRAFT_GPU_CHECK=ON, sm_$CUDA_ARCH)"
+gen=Ninja
+command -v ninja > /dev/null 2>&1 || gen="Unix Makefiles"
+built_tests=0
+built_bench=0
+if cmake -S . -B "$BUILD_DIR" -G "$gen" -DCMAKE_BUILD_TYPE=Release -DGRAFT_GPU_CHECK=ON \
+     -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" "${cudnn_args[@]}" > "$RES/build.log" 2>&1; then
+  grep -E "^-- Graft|Warning|Error" "$RES/build.log" | grep -v "^CMake Warning (dev)" | head -20
+  phase "build (-j$JOBS)"
+  keep_going=(-- -k 0)
+  [ "$gen" = Ninja ] || keep_going=(-- -k)
+  targets=(graft_tests_cuda)
+  if grep -q "Google Benchmark not found" "$RES/build.log"; then
+    echo "check: Google Benchmark not found (carry .gbench: tools/gpu/prepare.sh): the benchmarks are not built"
+  else
+    targets+=(bench_cuda)
+  fi
+  # Both targets in one build (keeps going past errors, so one broken target
+  # does not stop the other); what got built is what exists afterwards.
+  rm -f "$BUILD_DIR/tests/graft_tests_cuda" "$BUILD_DIR/bench/bench_cuda"
+  if ! cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]}" "${keep_going[@]}" >> "$RES/build.log" 2>&1; then
+    grep -E "error|FAILED:" "$RES/build.log" | head -40
+  fi
+  if [ -x "$BUILD_DIR/tests/graft_tests_cuda" ]; then built_tests=1; else fail "building graft_tests_cuda (see build.log)"; fi
+  if [ -x "$BUILD_DIR/bench/bench_cuda" ]; then built_bench=1
+  elif [[ " ${targets[*]} " == *" bench_cuda "* ]]; then fail "building bench_cuda (see build.log)"
+  fi
+  echo "built in $((SECONDS - START)) s since the start"
+else
+  tail -40 "$RES/build.log"
+  fail "configure (see build.log)"
+fi
+
+# ---- tests ----
+if [ "$built_tests" = 1 ]; then
+  phase "tests: graft_tests_cuda"
+  # A test that crashes or hangs the program counts as failed; the rest run in a fresh one.
+  python3 tools/gpu/run_tests.py "$BUILD_DIR/tests/graft_tests_cuda" --out "$RES/tests.json" --log "$RES/tests.log" \
+    --filter "${TEST_FILTER:-*}" --timeout "${TEST_TIMEOUT:-300}"
+  rc=$?
+  grep -E "^\[  FAILED  \]|^\[  PASSED  \]|^\[  SKIPPED \] [0-9]+ test|Failure$|error:" "$RES/tests.log" | head -60
+  [ $rc = 0 ] || fail "graft_tests_cuda: some tests failed or crashed (see tests.log)"
+  if grep -q "no usable GPU" "$RES/tests.log"; then
+    echo "check: the GPU tests SKIPPED: no usable GPU on this machine ($(grep -m1 -o 'no usable GPU[^)]*)' "$RES/tests.log"))"
+  fi
+fi
+
+# ---- benchmarks ----
+if [ "$built_bench" = 1 ]; then
+  phase "benchmarks: bench_cuda (min time ${BENCH_MIN_TIME:-0.05} s each, at most ${BENCH_TIMEOUT:-240} s)"
+  # One process for all; a benchmark that kills it is noted and the rest run in a fresh one.
+  python3 tools/gpu/run_bench.py "$BUILD_DIR/bench/bench_cuda" --out "$RES/bench.json" --log "$RES/bench.log" \
+    --min-time "${BENCH_MIN_TIME:-0.05}" --filter "${BENCH_FILTER:-.}" --timeout "${BENCH_TIMEOUT:-240}"
+  rc=$?
+  [ $rc = 0 ] || fail "bench_cuda: some benchmarks failed or did not run (see bench.log)"
+fi
+
+# ---- results ----
+phase "results"
+out=$(python3 tools/gpu/results.py --bench "$RES/bench.json" --tests "$RES/tests.json" --repo "$REPO" 2>&1)
+prc=$?
+[ $prc = 0 ] || fail "tools/gpu/results.py exit status $prc"
+results_file=$(printf '%s\n' "$out" | sed -n 's/^RESULTS_FILE=//p')
+printf '%s\n' "$out" | grep -v "^RESULTS_FILE=" > "$RES/summary.txt"
+{
+  if [ $gpu_ok = 0 ]; then echo "NO USABLE GPU on this machine: the CUDA tests skipped and nothing was timed"; fi
+  if [ $status = 0 ]; then echo "check: OK in $((SECONDS - START)) s"
+  else echo "check: FAILED in $((SECONDS - START)) s:"; for p in "${problems[@]}"; do echo "  - $p"; done
+  fi
+} >> "$RES/summary.txt"
+
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+  for f in "$results_file" "$RES/tests.json" "$RES/tests.log" "$RES/bench.json" "$RES/bench.log" "$RES/build.log" "$RES/summary.txt"; do
+    [ -n "$f" ] && [ -f "$f" ] && cp "$f" "$OUT/"
+  done
+  echo "copied to \$OUT: $(ls "$OUT" | tr '\n' ' ')"
+fi
+phase "summary (full logs in $RES${OUT:+ and \$OUT})"
+cat "$RES/summary.txt"
+exit $status
