@@ -17,6 +17,10 @@ typedef struct CUstream_st* cudaStream_t;
 
 namespace graft::cuda {
 
+// Device memory through the caching allocator. Its blocks are not tied to a
+// stream: a block freed while work queued on another stream still uses it can
+// be handed out again at once. With more than one stream, free a tensor only
+// after the streams that used it are synchronized.
 void* device_alloc(size_t nbytes, int device);
 void device_free(void* p, int device);
 CachingAllocator& caching_allocator(int device);

@@ -75,6 +75,10 @@ if [ -n "$cudnn_root" ]; then
   echo "cuDNN: $cudnn_root"
   cudnn_args=(-DGRAFT_CUDNN_ROOT="$cudnn_root")
   export LD_LIBRARY_PATH="$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # cuDNN's engines load cuBLAS(Lt) and NVRTC at run time: the toolkit's, where the loader has no path to them.
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -d "$d" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+  done
 else
   echo "cuDNN: not found in python's nvidia.cudnn; CMake looks in the CUDA toolkit (no baselines if absent)"
 fi
