@@ -7,7 +7,7 @@
 # graft_tests_cuda, bench_cuda), runs the CUDA tests, then the GPU benchmarks,
 # and writes bench/results/<device>-<yyyymmdd>-<commit>.json (tools/gpu/results.py).
 # Logs and reports go to $RESULTS_DIR (default <build>/gpu-check) and, where
-# $OUT is set (the device tool), are copied there (7 files, flat).
+# $OUT is set (the device tool), are copied there (at most 8 files, flat).
 # A failing test does not stop the benchmarks; the exit status is non-zero at
 # the end if anything failed (configure, build, a test, a benchmark).
 # Tolerant of a bare machine: no cuDNN -> benchmarks without baselines; no
@@ -16,7 +16,9 @@
 # Environment (all optional): BUILD_DIR (build-gpu), JOBS (all cores),
 # CUDA_ARCH (90), GRAFT_COMMIT (else git, else .gbench/commit), GRAFT_CUDNN_ROOT,
 # TEST_FILTER (gtest filter, *), TEST_TIMEOUT (300 s), BENCH_FILTER (regex, .),
-# BENCH_MIN_TIME (0.05 s per benchmark), BENCH_TIMEOUT (240 s), RESULTS_DIR.
+# BENCH_MIN_TIME (0.05 s per benchmark), BENCH_TIMEOUT (240 s), RESULTS_DIR,
+# SANITIZE=1 (the tests again under compute-sanitizer memcheck; SANITIZE_FILTER,
+# SANITIZE_TIMEOUT 180 s).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -26,7 +28,7 @@ JOBS=${JOBS:-$(nproc)}
 CUDA_ARCH=${CUDA_ARCH:-90}
 RES=${RESULTS_DIR:-$BUILD_DIR/gpu-check}
 mkdir -p "$RES"
-rm -f "$RES"/tests.json "$RES"/tests.log "$RES"/bench.json "$RES"/bench.log "$RES"/summary.txt
+rm -f "$RES"/tests.json "$RES"/tests.log "$RES"/bench.json "$RES"/bench.log "$RES"/summary.txt "$RES"/sanitizer.log
 status=0
 problems=()
 fail() { status=1; problems+=("$1"); echo "check: FAILED: $1"; }
@@ -91,7 +93,7 @@ built_tests=0
 built_bench=0
 if cmake -S . -B "$BUILD_DIR" -G "$gen" -DCMAKE_BUILD_TYPE=Release -DGRAFT_GPU_CHECK=ON \
      -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" "${cudnn_args[@]}" > "$RES/build.log" 2>&1; then
-  grep -E "^-- Graft|Warning|Error" "$RES/build.log" | grep -v "^CMake Warning (dev)" | head -20
+  grep -E "^-- Graft|^  Graft|CMake Error" "$RES/build.log" | head -20
   phase "build (-j$JOBS)"
   keep_going=(-- -k 0)
   [ "$gen" = Ninja ] || keep_going=(-- -k)
@@ -127,7 +129,22 @@ if [ "$built_tests" = 1 ]; then
   grep -E "^\[  FAILED  \]|^\[  PASSED  \]|^\[  SKIPPED \] [0-9]+ test|Failure$|error:" "$RES/tests.log" | head -60
   [ $rc = 0 ] || fail "graft_tests_cuda: some tests failed or crashed (see tests.log)"
   if grep -q "no usable GPU" "$RES/tests.log"; then
-    echo "check: the GPU tests SKIPPED: no usable GPU on this machine ($(grep -m1 -o 'no usable GPU[^)]*)' "$RES/tests.log"))"
+    echo "check: the GPU tests SKIPPED on this machine: $(grep -m1 "no usable GPU" "$RES/tests.log")"
+  fi
+fi
+
+# ---- optional: the tests again under compute-sanitizer (SANITIZE=1; slow: filter them) ----
+if [ "$built_tests" = 1 ] && [ "${SANITIZE:-0}" = 1 ] && [ $gpu_ok = 1 ]; then
+  phase "compute-sanitizer memcheck: graft_tests_cuda --gtest_filter=${SANITIZE_FILTER:-*}"
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null)
+  if [ -z "$san" ]; then
+    echo "check: compute-sanitizer not found: skipped"
+  else
+    timeout "${SANITIZE_TIMEOUT:-180}" "$san" --tool memcheck --error-exitcode 99 \
+      "$BUILD_DIR/tests/graft_tests_cuda" --gtest_filter="${SANITIZE_FILTER:-*}" > "$RES/sanitizer.log" 2>&1
+    rc=$?
+    grep -E "^========= (Invalid|Program hit|ERROR SUMMARY)|^\[  FAILED  \]" "$RES/sanitizer.log" | head -30
+    [ $rc = 0 ] || fail "compute-sanitizer memcheck: exit status $rc (see sanitizer.log)"
   fi
 fi
 
@@ -156,7 +173,7 @@ printf '%s\n' "$out" | grep -v "^RESULTS_FILE=" > "$RES/summary.txt"
 } >> "$RES/summary.txt"
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
-  for f in "$results_file" "$RES/tests.json" "$RES/tests.log" "$RES/bench.json" "$RES/bench.log" "$RES/build.log" "$RES/summary.txt"; do
+  for f in "$results_file" "$RES/tests.json" "$RES/tests.log" "$RES/bench.json" "$RES/bench.log" "$RES/build.log" "$RES/summary.txt" "$RES/sanitizer.log"; do
     [ -n "$f" ] && [ -f "$f" ] && cp "$f" "$OUT/"
   done
   echo "copied to \$OUT: $(ls "$OUT" | tr '\n' ' ')"
