@@ -15,8 +15,10 @@
 #
 # Environment (all optional): BUILD_DIR (build-gpu), JOBS (all cores),
 # CUDA_ARCH (90), GRAFT_COMMIT (else git, else .gbench/commit), GRAFT_CUDNN_ROOT,
-# TEST_FILTER (gtest filter, *), TEST_TIMEOUT (300 s), BENCH_FILTER (regex, .),
+# TEST_FILTER (gtest filter, *), TEST_TIMEOUT (240 s), BENCH_FILTER (regex, .),
 # BENCH_MIN_TIME (0.05 s per benchmark), BENCH_TIMEOUT (240 s), RESULTS_DIR,
+# CHECK_BUDGET (540 s: the tests and benchmarks get what the build left of it,
+# so the whole check ends inside the device tool's 600 s per command),
 # SANITIZE=1 (the tests again under compute-sanitizer memcheck; SANITIZE_FILTER,
 # SANITIZE_TIMEOUT 180 s).
 set -uo pipefail
@@ -106,8 +108,11 @@ if cmake -S . -B "$BUILD_DIR" -G "$gen" -DCMAKE_BUILD_TYPE=Release -DGRAFT_GPU_C
   # Both targets in one build (keeps going past errors, so one broken target
   # does not stop the other); what got built is what exists afterwards.
   rm -f "$BUILD_DIR/tests/graft_tests_cuda" "$BUILD_DIR/bench/bench_cuda"
-  if ! cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]}" "${keep_going[@]}" >> "$RES/build.log" 2>&1; then
-    grep -E "error|FAILED:" "$RES/build.log" | head -40
+  build_limit=$(( ${CHECK_BUDGET:-540} - 90 - (SECONDS - START) ))
+  timeout "$build_limit" cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]}" "${keep_going[@]}" >> "$RES/build.log" 2>&1
+  brc=$?
+  if [ $brc = 124 ]; then echo "check: the build ran past $build_limit s and was stopped"
+  elif [ $brc != 0 ]; then grep -E "error|FAILED:" "$RES/build.log" | head -40
   fi
   if [ -x "$BUILD_DIR/tests/graft_tests_cuda" ]; then built_tests=1; else fail "building graft_tests_cuda (see build.log)"; fi
   if [ -x "$BUILD_DIR/bench/bench_cuda" ]; then built_bench=1
@@ -119,16 +124,25 @@ else
   fail "configure (see build.log)"
 fi
 
+# ---- time: the device tool stops a command at 600 s; stay inside CHECK_BUDGET ----
+budget=${CHECK_BUDGET:-540}
+left() { echo $((budget - (SECONDS - START))); }
+min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
+bench_reserve=0
+[ "$built_bench" = 1 ] && bench_reserve=150
+test_timeout=$(min "${TEST_TIMEOUT:-240}" $(( $(left) - bench_reserve )))
+[ "$test_timeout" -lt 30 ] && test_timeout=30
+
 # ---- tests ----
 if [ "$built_tests" = 1 ]; then
   phase "tests: graft_tests_cuda"
   # A test that crashes or hangs the program counts as failed; the rest run in a fresh one.
   if command -v python3 > /dev/null 2>&1; then
     python3 tools/gpu/run_tests.py "$BUILD_DIR/tests/graft_tests_cuda" --out "$RES/tests.json" --log "$RES/tests.log" \
-      --filter "${TEST_FILTER:-*}" --timeout "${TEST_TIMEOUT:-300}"
+      --filter "${TEST_FILTER:-*}" --timeout "$test_timeout"
     rc=$?
   else  # no python: one plain run
-    timeout "${TEST_TIMEOUT:-300}" "$BUILD_DIR/tests/graft_tests_cuda" --gtest_filter="${TEST_FILTER:-*}" \
+    timeout "$test_timeout" "$BUILD_DIR/tests/graft_tests_cuda" --gtest_filter="${TEST_FILTER:-*}" \
       --gtest_output="json:$RES/tests.json" > "$RES/tests.log" 2>&1
     rc=$?
   fi
@@ -146,7 +160,7 @@ if [ "$built_tests" = 1 ] && [ "${SANITIZE:-0}" = 1 ] && [ $gpu_ok = 1 ]; then
   if [ -z "$san" ]; then
     echo "check: compute-sanitizer not found: skipped"
   else
-    timeout "${SANITIZE_TIMEOUT:-180}" "$san" --tool memcheck --error-exitcode 99 \
+    timeout "$(min "${SANITIZE_TIMEOUT:-180}" $(( $(left) - bench_reserve )))" "$san" --tool memcheck --error-exitcode 99 \
       "$BUILD_DIR/tests/graft_tests_cuda" --gtest_filter="${SANITIZE_FILTER:-*}" > "$RES/sanitizer.log" 2>&1
     rc=$?
     grep -E "^========= (Invalid|Program hit|ERROR SUMMARY)|^\[  FAILED  \]" "$RES/sanitizer.log" | head -30
@@ -155,15 +169,17 @@ if [ "$built_tests" = 1 ] && [ "${SANITIZE:-0}" = 1 ] && [ $gpu_ok = 1 ]; then
 fi
 
 # ---- benchmarks ----
+bench_timeout=$(min "${BENCH_TIMEOUT:-240}" $(( $(left) - 15 )))
+[ "$bench_timeout" -lt 20 ] && bench_timeout=20
 if [ "$built_bench" = 1 ]; then
-  phase "benchmarks: bench_cuda (min time ${BENCH_MIN_TIME:-0.05} s each, at most ${BENCH_TIMEOUT:-240} s)"
+  phase "benchmarks: bench_cuda (min time ${BENCH_MIN_TIME:-0.05} s each, at most $bench_timeout s)"
   # One process for all; a benchmark that kills it is noted and the rest run in a fresh one.
   if command -v python3 > /dev/null 2>&1; then
     python3 tools/gpu/run_bench.py "$BUILD_DIR/bench/bench_cuda" --out "$RES/bench.json" --log "$RES/bench.log" \
-      --min-time "${BENCH_MIN_TIME:-0.05}" --filter "${BENCH_FILTER:-.}" --timeout "${BENCH_TIMEOUT:-240}"
+      --min-time "${BENCH_MIN_TIME:-0.05}" --filter "${BENCH_FILTER:-.}" --timeout "$bench_timeout"
     rc=$?
   else  # no python: one plain run, its console table as the result
-    timeout "${BENCH_TIMEOUT:-240}" "$BUILD_DIR/bench/bench_cuda" --benchmark_min_time="${BENCH_MIN_TIME:-0.05}" \
+    timeout "$bench_timeout" "$BUILD_DIR/bench/bench_cuda" --benchmark_min_time="${BENCH_MIN_TIME:-0.05}" \
       --benchmark_filter="${BENCH_FILTER:-.}" --benchmark_out="$RES/bench.json" --benchmark_out_format=json \
       > "$RES/bench.log" 2>&1
     rc=$?
