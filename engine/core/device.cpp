@@ -102,14 +102,6 @@ void* device_alloc(size_t nbytes, int device) {
 }
 void device_free(void* p, int device) { caching_allocator(device).deallocate(p); }
 
-void copy(void* dst, const void* src, size_t nbytes, CopyKind kind) {
-  if (nbytes == 0) return;
-  cudaMemcpyKind k = kind == CopyKind::host_to_device   ? cudaMemcpyHostToDevice
-                     : kind == CopyKind::device_to_host ? cudaMemcpyDeviceToHost
-                                                        : cudaMemcpyDeviceToDevice;
-  GRAFT_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, k));
-}
-void memset_zero(void* p, size_t nbytes) { GRAFT_CUDA_CHECK(cudaMemset(p, 0, nbytes)); }
 void synchronize() { GRAFT_CUDA_CHECK(cudaDeviceSynchronize()); }
 #else
 [[noreturn]] static void no_cuda(const char* what) {
@@ -118,8 +110,6 @@ void synchronize() { GRAFT_CUDA_CHECK(cudaDeviceSynchronize()); }
 CachingAllocator& caching_allocator(int) { no_cuda("cuda allocator"); }
 void* device_alloc(size_t, int) { no_cuda("cuda allocator"); }
 void device_free(void*, int) { no_cuda("cuda allocator"); }
-void copy(void*, const void*, size_t, CopyKind) { no_cuda("cuda copy"); }
-void memset_zero(void*, size_t) { no_cuda("cuda memset"); }
 void synchronize() { no_cuda("cuda synchronize"); }
 #endif
 

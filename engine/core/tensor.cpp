@@ -305,6 +305,8 @@ namespace {
 // Copy between devices or layouts; any pair of CPU/CUDA.
 void copy_any(const Tensor& dst, const Tensor& src) {
   if (dst.device().is_cpu() && src.device().is_cpu()) return copy_cpu(dst, src);
+  // The CUDA side's device is current for the copy (on its current stream).
+  cuda::DeviceGuard on_device(dst.device().is_cuda() ? dst.device().index : src.device().index);
   // Across devices: same dtype, both dense with the same strides -> one memcpy.
   const bool flat = dst.dtype() == src.dtype() && dst.is_dense() && src.is_dense() && dst.strides() == src.strides();
   if (flat) {

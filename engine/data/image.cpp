@@ -1,6 +1,8 @@
 #include "engine/data/image.h"
 
+#ifdef GRAFT_HAVE_JPEG
 #include <jpeglib.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -23,6 +25,7 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
 }
 
+#ifdef GRAFT_HAVE_JPEG
 struct JpegError {
   jpeg_error_mgr mgr;
   std::jmp_buf jump;
@@ -68,6 +71,13 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& path) {
   jpeg_destroy_decompress(&cinfo);
   return img;
 }
+
+#else
+Image decode_jpeg(const std::vector<uint8_t>&, const std::string& path) {
+  GRAFT_FAIL("decode_image: '" << path << "' is a JPEG, but this build of Graft was built without libjpeg "
+                               "(install libjpeg-dev, e.g. tools/setup-debian.sh, and configure again)");
+}
+#endif
 
 uint32_t le32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24); }
 uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }

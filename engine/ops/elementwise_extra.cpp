@@ -113,6 +113,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_defined("where", {&cond, &a, &b});
+  ops::check_same_device(OpId::where, {&cond, &a, &b});
   ops::check_supported(OpId::where, {&a, &b});
   GRAFT_CHECK(cond.dtype() == DType::boolean || cond.dtype() == DType::u8,
               "where: the condition must be bool or u8, is " << cond.str());

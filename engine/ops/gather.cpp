@@ -12,6 +12,7 @@ using autograd::NeedsGrad;
 
 Tensor gather(const Tensor& x, const Tensor& indices, int64_t axis) {
   GRAFT_CHECK(x.defined() && indices.defined(), "gather: undefined input");
+  ops::check_same_device(ops::OpId::gather, {&x, &indices});
   if (is_floating(x.dtype())) ops::check_supported(ops::OpId::gather, {&x});
   else GRAFT_CHECK(x.device().is_cpu(), "gather: " << x.str() << " is not supported (integer tensors: cpu only)");
   GRAFT_CHECK(indices.dtype() == DType::i64 || indices.dtype() == DType::i32,

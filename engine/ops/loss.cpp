@@ -36,6 +36,7 @@ Tensor checked_targets(const Tensor& targets, int64_t n, int64_t c, int64_t igno
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opt) {
   const Tensor& weights = opt.class_weights;
   GRAFT_CHECK(logits.defined(), "cross_entropy: the logits are an undefined tensor");
+  ops::check_same_device(ops::OpId::cross_entropy, {&logits, &targets, &weights});
   ops::check_supported(ops::OpId::cross_entropy, {&logits, &weights});
   GRAFT_CHECK(logits.dim() == 2, "cross_entropy: logits must be (N, C), got " << shape_str(logits.shape()));
   const int64_t n = logits.size(0), c = logits.size(1);

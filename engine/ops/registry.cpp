@@ -33,13 +33,20 @@ bool supports(OpId op, Device device, DType dtype) {
   return device.is_cpu() ? cpu_supports(op, dtype) : cuda_supports(op, dtype);
 }
 
-void check_supported(OpId op, std::initializer_list<const Tensor*> tensors) {
+void check_same_device(OpId op, std::initializer_list<const Tensor*> tensors) {
   const Tensor* first = nullptr;
   for (const Tensor* t : tensors) {
     if (!t || !t->defined()) continue;
     if (!first) first = t;
     GRAFT_CHECK(t->device() == first->device(), op_name(op) << ": operands on different devices: " << first->str()
                                                             << " and " << t->str() << " (no implicit copies)");
+  }
+}
+
+void check_supported(OpId op, std::initializer_list<const Tensor*> tensors) {
+  check_same_device(op, tensors);  // first, so that a mismatch reads as one whatever the dtypes are
+  for (const Tensor* t : tensors) {
+    if (!t || !t->defined()) continue;
     GRAFT_CHECK(supports(op, t->device(), t->dtype()),
                 op_name(op) << ": " << t->str() << " is not supported (supported: " << supported_list(op) << ")");
   }

@@ -24,5 +24,8 @@ bool supports(OpId op, Device device, DType dtype);
 // device with that tensor's dtype. Names the op, the offending tensor and what
 // is supported. Mismatched devices are an error: never an implicit copy.
 void check_supported(OpId op, std::initializer_list<const Tensor*> tensors);
+// Throws unless every defined tensor is on one device (for operands that
+// check_supported does not see, e.g. integer targets, indices, conditions).
+void check_same_device(OpId op, std::initializer_list<const Tensor*> tensors);
 
 }  // namespace graft::ops

@@ -1,13 +1,18 @@
 #include "kernels/cpu/gemm.h"
 
+#ifdef GRAFT_HAVE_OPENBLAS
 #include <cblas.h>
+#endif
 #include <omp.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 #include <vector>
+
+#include "kernels/cpu/gemm_blocked.h"
 
 namespace graft::kernels::cpu {
 
@@ -42,9 +47,17 @@ void sgemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, con
     scale_block(m, n, beta, c, ldc);
     return;
   }
+#ifdef GRAFT_HAVE_OPENBLAS
   cblas_sgemm(CblasRowMajor, ta == Trans::yes ? CblasTrans : CblasNoTrans, tb == Trans::yes ? CblasTrans : CblasNoTrans,
               to_blas_int(m, "m"), to_blas_int(n, "n"), to_blas_int(k, "k"), alpha, a, to_blas_int(lda, "lda"), b,
               to_blas_int(ldb, "ldb"), beta, c, to_blas_int(ldc, "ldc"));
+#else
+  // Built without OpenBLAS (CMake found none): Graft's own blocked loops.
+  // The same int range as cblas, so both builds accept the same products.
+  for (auto [v, what] : {std::pair<int64_t, const char*>{m, "m"}, {n, "n"}, {k, "k"}, {lda, "lda"}, {ldb, "ldb"}, {ldc, "ldc"}})
+    (void)to_blas_int(v, what);
+  sgemm_blocked(ta == Trans::yes, tb == Trans::yes, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
 }
 
 void sgemm_batched(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -104,6 +117,7 @@ void sum_rows(const float* a, int64_t m, int64_t n, int64_t lda, float* out) {
 // OpenMP build already runs single-threaded inside a parallel region, and its
 // openblas_set_num_threads() would also change omp_set_num_threads(), so only
 // the pthread build is touched.
+#ifdef GRAFT_HAVE_OPENBLAS
 BlasSingleThreaded::BlasSingleThreaded() {
   if (openblas_get_parallel() != 1) return;
   const int n = openblas_get_num_threads();
@@ -127,5 +141,15 @@ std::string blas_description() {
   return config.substr(0, cut) + " core=" + openblas_get_corename() + " threading=" + threading +
          " threads=" + std::to_string(openblas_get_num_threads());
 }
+#else
+// The built-in sgemm threads with OpenMP, which already runs single-threaded
+// inside a parallel region: nothing to change.
+BlasSingleThreaded::BlasSingleThreaded() {}
+BlasSingleThreaded::~BlasSingleThreaded() {}
+
+std::string blas_description() {
+  return "built-in blocked sgemm (no OpenBLAS) threads=" + std::to_string(omp_get_max_threads());
+}
+#endif
 
 }  // namespace graft::kernels::cpu
