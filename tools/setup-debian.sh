@@ -15,6 +15,7 @@ packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler  # the ONNX importer
   nlohmann-json3-dev libcli11-dev                 # CLI and JSON
   python3 python3-venv   # fixture generation (tools/onnx), never needed at run time
+  clang libclang-rt-dev  # the bounded libFuzzer run of the ONNX loader (tools/fuzz)
 )
 
 SUDO=""

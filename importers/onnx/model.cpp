@@ -35,7 +35,7 @@ namespace graft::importer {
 
 namespace {
 
-constexpr int kMinOpset = 7, kMaxOpset = 24;
+constexpr int kMinOpset = 6, kMaxOpset = 25;
 constexpr int64_t kMinIr = 3, kMaxIr = 13;
 
 bool default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }

@@ -232,27 +232,57 @@ Outputs convert_clip(const NodeContext& ctx, const Inputs& xs) {  // opset 11+: 
 
 // ---- binary arithmetic ---------------------------------------------------------------------
 
-Outputs convert_add(const NodeContext& ctx, const Inputs& xs) {
+// The second operand of Add/Sub/Mul/Div. Opset 7 on: as given (NumPy
+// broadcasting). Opset 6: the legacy rule, where without `broadcast=1` the
+// shapes must be equal, and with it B's dims match A's from `axis` on (default:
+// A's trailing dims), so B is reshaped to A's rank with ones around them.
+Tensor second_operand(const NodeContext& ctx, const Inputs& xs) {
   const Tensor &a = in(ctx, xs, 0), &b = in(ctx, xs, 1);
+  if (ctx.opset() >= 7) return b;
+  if (ctx.attr_int("broadcast", 0) == 0) {
+    GRAFT_NODE_CHECK(ctx, a.shape() == b.shape(), "without broadcast=1 (opset 6) the shapes must be equal, got "
+                                                      << shape_str(a.shape()) << " and " << shape_str(b.shape()));
+    return b;
+  }
+  const int64_t axis = ctx.attr_int("axis", a.dim() - b.dim());
+  GRAFT_NODE_CHECK(ctx, axis >= 0 && axis + b.dim() <= a.dim(),
+                   "broadcast axis " << axis << " does not fit B " << shape_str(b.shape()) << " into A "
+                                     << shape_str(a.shape()));
+  Shape shape(static_cast<size_t>(a.dim()), 1);
+  for (int64_t i = 0; i < b.dim(); ++i) {
+    const int64_t d = b.size(i), want = a.size(axis + i);
+    GRAFT_NODE_CHECK(ctx, d == want || d == 1, "B " << shape_str(b.shape()) << " does not broadcast onto A "
+                                                    << shape_str(a.shape()) << " from axis " << axis);
+    shape[static_cast<size_t>(axis + i)] = d;
+  }
+  return reshape(b, shape);
+}
+
+Outputs convert_add(const NodeContext& ctx, const Inputs& xs) {
+  const Tensor& a = in(ctx, xs, 0);
+  const Tensor b = second_operand(ctx, xs);
   if (binary_kind(ctx, a, b) == Kind::integer) return {int_binary(ctx, a, b, a.dtype(), wrap_add)};
   return {as_dtype(add(f32(ctx, a), f32(ctx, b)), a.dtype())};
 }
 
 Outputs convert_sub(const NodeContext& ctx, const Inputs& xs) {
-  const Tensor &a = in(ctx, xs, 0), &b = in(ctx, xs, 1);
+  const Tensor& a = in(ctx, xs, 0);
+  const Tensor b = second_operand(ctx, xs);
   if (binary_kind(ctx, a, b) == Kind::integer) return {int_binary(ctx, a, b, a.dtype(), wrap_sub)};
   return {as_dtype(sub(f32(ctx, a), f32(ctx, b)), a.dtype())};
 }
 
 Outputs convert_mul(const NodeContext& ctx, const Inputs& xs) {
-  const Tensor &a = in(ctx, xs, 0), &b = in(ctx, xs, 1);
+  const Tensor& a = in(ctx, xs, 0);
+  const Tensor b = second_operand(ctx, xs);
   if (binary_kind(ctx, a, b) == Kind::integer) return {int_binary(ctx, a, b, a.dtype(), wrap_mul)};
   return {as_dtype(mul(f32(ctx, a), f32(ctx, b)), a.dtype())};
 }
 
 // Integer division truncates toward zero (as C; the ONNX spec and onnxruntime).
 Outputs convert_div(const NodeContext& ctx, const Inputs& xs) {
-  const Tensor &a = in(ctx, xs, 0), &b = in(ctx, xs, 1);
+  const Tensor& a = in(ctx, xs, 0);
+  const Tensor b = second_operand(ctx, xs);
   if (binary_kind(ctx, a, b) == Kind::integer) {
     bool by_zero = false;
     Tensor out = int_binary(ctx, a, b, a.dtype(), [&](int64_t x, int64_t y) -> int64_t {
@@ -596,57 +626,57 @@ void add_spec(OpRegistry& r, const char* op, int min_opset, int max_opset, Conve
 
 void register_math_ops(OpRegistry& r) {
   // Semantics unchanged across these ranges (later versions add types only).
-  add_spec(r, "Relu", 7, 24, convert_relu);
-  add_spec(r, "Sigmoid", 7, 24, convert_sigmoid);
-  add_spec(r, "Tanh", 7, 24, convert_tanh);
-  add_spec(r, "HardSigmoid", 7, 24, convert_hardsigmoid);
-  add_spec(r, "HardSwish", 14, 24, convert_hardswish);
-  add_spec(r, "Sqrt", 7, 24, convert_sqrt);
-  add_spec(r, "Erf", 9, 24, convert_erf);
-  add_spec(r, "Gelu", 20, 24, convert_gelu);
-  add_spec(r, "Exp", 7, 24, convert_exp);
-  add_spec(r, "Log", 7, 24, convert_log);
-  add_spec(r, "Neg", 7, 24, convert_neg);
-  add_spec(r, "Abs", 7, 24, convert_abs);
-  add_spec(r, "Reciprocal", 7, 24, convert_reciprocal);
-  add_spec(r, "Identity", 7, 24, convert_identity);
+  add_spec(r, "Relu", 6, 25, convert_relu);
+  add_spec(r, "Sigmoid", 6, 25, convert_sigmoid);
+  add_spec(r, "Tanh", 6, 25, convert_tanh);
+  add_spec(r, "HardSigmoid", 6, 25, convert_hardsigmoid);
+  add_spec(r, "HardSwish", 14, 25, convert_hardswish);
+  add_spec(r, "Sqrt", 6, 25, convert_sqrt);
+  add_spec(r, "Erf", 9, 25, convert_erf);
+  add_spec(r, "Gelu", 20, 25, convert_gelu);
+  add_spec(r, "Exp", 6, 25, convert_exp);
+  add_spec(r, "Log", 6, 25, convert_log);
+  add_spec(r, "Neg", 6, 25, convert_neg);
+  add_spec(r, "Abs", 6, 25, convert_abs);
+  add_spec(r, "Reciprocal", 6, 25, convert_reciprocal);
+  add_spec(r, "Identity", 6, 25, convert_identity);
   // Clip: min/max attributes before 11, optional inputs from 11.
-  add_spec(r, "Clip", 7, 10, convert_clip_attr);
-  add_spec(r, "Clip", 11, 24, convert_clip, {1, 2});
+  add_spec(r, "Clip", 6, 10, convert_clip_attr);
+  add_spec(r, "Clip", 11, 25, convert_clip, {1, 2});
   // Binary arithmetic with NumPy broadcasting from opset 7.
-  add_spec(r, "Add", 7, 24, convert_add);
-  add_spec(r, "Sub", 7, 24, convert_sub);
-  add_spec(r, "Mul", 7, 24, convert_mul);
-  add_spec(r, "Div", 7, 24, convert_div);
-  add_spec(r, "Pow", 7, 24, convert_pow, {1});
+  add_spec(r, "Add", 6, 25, convert_add);
+  add_spec(r, "Sub", 6, 25, convert_sub);
+  add_spec(r, "Mul", 6, 25, convert_mul);
+  add_spec(r, "Div", 6, 25, convert_div);
+  add_spec(r, "Pow", 7, 25, convert_pow, {1});
   // Variadic with broadcasting from opset 8.
-  add_spec(r, "Max", 8, 24, convert_max);
-  add_spec(r, "Min", 8, 24, convert_min);
-  add_spec(r, "Sum", 8, 24, convert_sum);
-  add_spec(r, "Mean", 8, 24, convert_mean);
+  add_spec(r, "Max", 8, 25, convert_max);
+  add_spec(r, "Min", 8, 25, convert_min);
+  add_spec(r, "Sum", 8, 25, convert_sum);
+  add_spec(r, "Mean", 8, 25, convert_mean);
   // Comparisons (bool out) and selection.
-  add_spec(r, "Equal", 7, 24, convert_equal);
-  add_spec(r, "Less", 7, 24, convert_less);
-  add_spec(r, "Greater", 7, 24, convert_greater);
-  add_spec(r, "LessOrEqual", 12, 24, convert_less_equal);
-  add_spec(r, "GreaterOrEqual", 12, 24, convert_greater_equal);
-  add_spec(r, "Where", 9, 24, convert_where);
-  add_spec(r, "Not", 7, 24, convert_not);
-  add_spec(r, "And", 7, 24, convert_and);
-  add_spec(r, "Or", 7, 24, convert_or);
-  add_spec(r, "Xor", 7, 24, convert_xor);
-  add_spec(r, "Mod", 10, 24, convert_mod);
-  add_spec(r, "Cast", 7, 24, convert_cast);
-  add_spec(r, "CastLike", 15, 24, convert_cast_like);
+  add_spec(r, "Equal", 7, 25, convert_equal);
+  add_spec(r, "Less", 7, 25, convert_less);
+  add_spec(r, "Greater", 7, 25, convert_greater);
+  add_spec(r, "LessOrEqual", 12, 25, convert_less_equal);
+  add_spec(r, "GreaterOrEqual", 12, 25, convert_greater_equal);
+  add_spec(r, "Where", 9, 25, convert_where);
+  add_spec(r, "Not", 6, 25, convert_not);
+  add_spec(r, "And", 7, 25, convert_and);
+  add_spec(r, "Or", 7, 25, convert_or);
+  add_spec(r, "Xor", 7, 25, convert_xor);
+  add_spec(r, "Mod", 10, 25, convert_mod);
+  add_spec(r, "Cast", 6, 25, convert_cast);
+  add_spec(r, "CastLike", 15, 25, convert_cast_like);
   // Reductions: axes an attribute before 18 (ReduceMean) / 13 (ReduceSum), an input from then.
-  add_spec(r, "ReduceMean", 7, 17, convert_reduce_mean);
-  add_spec(r, "ReduceMean", 18, 24, convert_reduce_mean, {1});
-  add_spec(r, "ReduceSum", 7, 12, convert_reduce_sum);
-  add_spec(r, "ReduceSum", 13, 24, convert_reduce_sum, {1});
-  add_spec(r, "ReduceMax", 7, 17, convert_reduce_max);
-  add_spec(r, "ReduceMax", 18, 24, convert_reduce_max, {1});
-  add_spec(r, "ReduceMin", 7, 17, convert_reduce_min);
-  add_spec(r, "ReduceMin", 18, 24, convert_reduce_min, {1});
+  add_spec(r, "ReduceMean", 6, 17, convert_reduce_mean);
+  add_spec(r, "ReduceMean", 18, 25, convert_reduce_mean, {1});
+  add_spec(r, "ReduceSum", 6, 12, convert_reduce_sum);
+  add_spec(r, "ReduceSum", 13, 25, convert_reduce_sum, {1});
+  add_spec(r, "ReduceMax", 6, 17, convert_reduce_max);
+  add_spec(r, "ReduceMax", 18, 25, convert_reduce_max, {1});
+  add_spec(r, "ReduceMin", 6, 17, convert_reduce_min);
+  add_spec(r, "ReduceMin", 18, 25, convert_reduce_min, {1});
 }
 
 }  // namespace graft::importer

@@ -273,7 +273,9 @@ std::vector<Tensor> convert_batch_norm(const NodeContext& ctx, const std::vector
     GRAFT_NODE_CHECK(ctx, ctx.attr_int("spatial", 1) == 1, "spatial=0 (per-element statistics) is not supported");
   const double eps = ctx.attr_float("epsilon", 1e-5f);
   const double momentum = ctx.attr_float("momentum", 0.9f);  // ONNX: running = running * momentum + batch * (1 - momentum)
-  const bool training = ctx.training() || (ctx.opset() >= 14 && ctx.attr_int("training_mode", 0) != 0);
+  // Opset 6 marks inference with is_test=1: then running statistics, always.
+  const bool training = (ctx.training() && !(ctx.opset() < 7 && ctx.attr_int("is_test", 0) != 0)) ||
+                        (ctx.opset() >= 14 && ctx.attr_int("training_mode", 0) != 0);
   const Tensor xb = as_bn_input(x);
   if (!training) {
     const Tensor y = batch_norm(xb, in[1], in[2], in[3], in[4], false, 0.1, eps);
@@ -323,6 +325,11 @@ std::vector<Tensor> convert_gemm(const NodeContext& ctx, const std::vector<Tenso
                                                 << shape_str(in[1].shape()) << (trans_b ? " (transposed)" : ""));
   const bool has_c = present(in, 2) && beta != 0.0;
   const int64_t n = trans_b ? in[1].size(0) : in[1].size(1);
+  // Opset 6: without broadcast=1, C must be exactly (M, N).
+  if (has_c && ctx.opset() < 7 && ctx.attr_int("broadcast", 0) == 0)
+    GRAFT_NODE_CHECK(ctx, in[2].shape() == Shape({a.size(0), n}),
+                     "without broadcast=1 (opset 6) C must be " << shape_str({a.size(0), n}) << ", got "
+                                                                 << shape_str(in[2].shape()));
   // The common layer (transB, a bias of N values): one linear op.
   if (trans_b && alpha == 1.0 && (!has_c || (beta == 1.0 && in[2].dim() == 1 && in[2].size(0) == n)))
     return {linear(a, in[1], has_c ? in[2] : Tensor())};
@@ -354,6 +361,7 @@ std::vector<Tensor> convert_dropout(const NodeContext& ctx, const std::vector<Te
     if (present(in, 2)) training = training || scalar_input(ctx, in[2], "training_mode") != 0.f;
   } else {
     ratio = ctx.attr_float("ratio", 0.5f);
+    if (ctx.opset() < 7 && ctx.attr_int("is_test", 0) != 0) training = false;  // opset 6: is_test=1 is inference
   }
   GRAFT_NODE_CHECK(ctx, ratio >= 0.0 && ratio <= 1.0, "ratio must be in [0, 1], got " << ratio);
   const bool want_mask = wants_output(ctx, 1);
@@ -555,18 +563,18 @@ OpSpec spec(const char* op, int min_opset, int max_opset, Converter f, std::vect
 }  // namespace
 
 void register_nn_ops(OpRegistry& r) {
-  r.add(spec("Conv", 7, 24, convert_conv));
-  r.add(spec("ConvTranspose", 7, 24, convert_conv_transpose));
-  r.add(spec("MaxPool", 7, 24, convert_max_pool));
-  r.add(spec("AveragePool", 7, 24, convert_avg_pool));
-  r.add(spec("GlobalAveragePool", 7, 24, convert_global_avg_pool));
-  r.add(spec("BatchNormalization", 7, 24, convert_batch_norm, {}, {3, 4}));
-  r.add(spec("Gemm", 7, 24, convert_gemm));
-  r.add(spec("MatMul", 7, 24, convert_matmul));
-  r.add(spec("Dropout", 7, 24, convert_dropout, {1, 2}));
-  r.add(spec("LayerNormalization", 17, 24, convert_layer_norm));
-  r.add(spec("Softmax", 7, 24, convert_softmax<softmax>));
-  r.add(spec("LogSoftmax", 7, 24, convert_softmax<log_softmax>));
+  r.add(spec("Conv", 6, 25, convert_conv));
+  r.add(spec("ConvTranspose", 6, 25, convert_conv_transpose));
+  r.add(spec("MaxPool", 6, 25, convert_max_pool));
+  r.add(spec("AveragePool", 6, 25, convert_avg_pool));
+  r.add(spec("GlobalAveragePool", 6, 25, convert_global_avg_pool));
+  r.add(spec("BatchNormalization", 6, 25, convert_batch_norm, {}, {3, 4}));
+  r.add(spec("Gemm", 6, 25, convert_gemm));
+  r.add(spec("MatMul", 6, 25, convert_matmul));
+  r.add(spec("Dropout", 6, 25, convert_dropout, {1, 2}));
+  r.add(spec("LayerNormalization", 17, 25, convert_layer_norm));
+  r.add(spec("Softmax", 6, 25, convert_softmax<softmax>));
+  r.add(spec("LogSoftmax", 6, 25, convert_softmax<log_softmax>));
   r.add(spec("Attention", 23, 24, convert_attention));
 }
 

@@ -401,22 +401,22 @@ void register_shape_ops(OpRegistry& r) {
   // Unsqueeze/Split 13, Pad axes 18, Split num_outputs 18, Shape start/end
   // 15, Reshape allowzero 14, Pad wrap 19). The later versions (up to 24)
   // only add element types.
-  r.add({"Flatten", 1, 24, convert_flatten, {}, {}});
-  r.add({"Reshape", 5, 24, convert_reshape, {1}, {}});
-  r.add({"Transpose", 1, 24, convert_transpose, {}, {}});
-  r.add({"Concat", 4, 24, convert_concat, {}, {}});
-  r.add({"Split", 2, 24, convert_split, {1}, {}});
-  r.add({"Slice", 1, 24, convert_slice, {1, 2, 3, 4}, {}});
-  r.add({"Squeeze", 1, 24, convert_squeeze, {1}, {}});
-  r.add({"Unsqueeze", 1, 24, convert_unsqueeze, {1}, {}});
-  r.add({"Gather", 1, 24, convert_gather, {}, {}});
-  r.add({"Shape", 1, 24, convert_shape, {}, {}});
-  r.add({"Constant", 1, 24, convert_constant, {}, {}});
-  r.add({"ConstantOfShape", 9, 24, convert_constant_of_shape, {0}, {}});
-  r.add({"Expand", 8, 24, convert_expand, {1}, {}});
-  r.add({"Pad", 2, 24, convert_pad, {1, 2, 3}, {}});
-  r.add({"Size", 1, 24, convert_size, {}, {}});
-  r.add({"Range", 11, 24, convert_range, {0, 1, 2}, {}});
+  r.add({"Flatten", 1, 25, convert_flatten, {}, {}});
+  r.add({"Reshape", 5, 25, convert_reshape, {1}, {}});
+  r.add({"Transpose", 1, 25, convert_transpose, {}, {}});
+  r.add({"Concat", 4, 25, convert_concat, {}, {}});
+  r.add({"Split", 2, 25, convert_split, {1}, {}});
+  r.add({"Slice", 1, 25, convert_slice, {1, 2, 3, 4}, {}});
+  r.add({"Squeeze", 1, 25, convert_squeeze, {1}, {}});
+  r.add({"Unsqueeze", 1, 25, convert_unsqueeze, {1}, {}});
+  r.add({"Gather", 1, 25, convert_gather, {}, {}});
+  r.add({"Shape", 1, 25, convert_shape, {}, {}});
+  r.add({"Constant", 1, 25, convert_constant, {}, {}});
+  r.add({"ConstantOfShape", 9, 25, convert_constant_of_shape, {0}, {}});
+  r.add({"Expand", 8, 25, convert_expand, {1}, {}});
+  r.add({"Pad", 2, 25, convert_pad, {1, 2, 3}, {}});
+  r.add({"Size", 1, 25, convert_size, {}, {}});
+  r.add({"Range", 11, 25, convert_range, {0, 1, 2}, {}});
 }
 
 }  // namespace graft::importer

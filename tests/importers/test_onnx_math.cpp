@@ -414,9 +414,41 @@ TEST(OnnxMath, OpsetRangesOfTheTable) {
   for (const char* op : {"Relu", "Clip", "Sigmoid", "HardSigmoid", "Tanh", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt",
                          "ReduceMean", "Equal", "Cast", "Identity"}) {
     EXPECT_NE(r.find(op, 7), nullptr) << op;
-    EXPECT_NE(r.find(op, 24), nullptr) << op;
-    EXPECT_EQ(r.find(op, 25), nullptr) << op;
+    EXPECT_NE(r.find(op, 25), nullptr) << op;  // opset 25 only added 2-bit integer types
+    EXPECT_EQ(r.find(op, 26), nullptr) << op;
   }
+  // Opset 6: the ops whose version there is the one opset 7 still uses, and
+  // Add/Sub/Mul/Div with their legacy broadcast attribute; not Pow-1.
+  for (const char* op : {"Relu", "Clip", "Sigmoid", "Add", "Mul", "ReduceMean", "Cast", "Identity"})
+    EXPECT_NE(r.find(op, 6), nullptr) << op;
+  EXPECT_EQ(r.find("Pow", 6), nullptr);
+  EXPECT_EQ(r.find("Equal", 6), nullptr);
+  EXPECT_EQ(r.find("Attention", 25), nullptr);  // Attention-25 changed its attributes
+}
+
+// Opset 6's Add/Mul/Sub/Div: without broadcast=1 the shapes must match; with
+// it, B lines up with A's dims from `axis` (default: A's trailing dims).
+TEST(OnnxMath, Opset6LegacyBroadcast) {
+  Generator gen = testing::test_generator();
+  Tensor a = Tensor::rand({2, 3, 4, 5}, gen), b = Tensor::rand({3, 4}, gen), c = Tensor::rand({4, 5}, gen);
+  // Float64 references: A (2,3,4,5) with B (3,4) at axis 1, and with C (4,5) trailing.
+  const auto da = to_double(a), db = to_double(b), dc = to_double(c);
+  std::vector<double> sum_ref(da.size()), prod_ref(da.size());
+  for (size_t i = 0; i < da.size(); ++i) {
+    const size_t w = i % 5, h = (i / 5) % 4, ch = (i / 20) % 3;
+    sum_ref[i] = da[i] + db[ch * 4 + h];
+    prod_ref[i] = da[i] * dc[h * 5 + w];
+  }
+  Tensor y = Node("Add", 2).i("broadcast", 1).i("axis", 1).run1({a, b}, 6);
+  EXPECT_EQ(y.shape(), a.shape());
+  EXPECT_TRUE(all_close(y.to_vector(), sum_ref, kRtol, kAtol));
+  Tensor z = Node("Mul", 2).i("broadcast", 1).run1({a, c}, 6);  // default axis: trailing dims
+  EXPECT_TRUE(all_close(z.to_vector(), prod_ref, kRtol, kAtol));
+  EXPECT_TRUE(testing::throws_naming([&] { Node("Sub", 2).run1({a, c}, 6); }, {"n_Sub", "broadcast=1"}));
+  EXPECT_TRUE(testing::throws_naming([&] { Node("Div", 2).i("broadcast", 1).i("axis", 0).run1({a, c}, 6); },
+                                     {"n_Div", "axis 0"}));
+  // Opset 7 on: NumPy broadcasting whatever the (no longer defined) attribute.
+  EXPECT_TRUE(all_close(Node("Mul", 2).run1({a, c}, 7).to_vector(), prod_ref, kRtol, kAtol));
 }
 
 }  // namespace

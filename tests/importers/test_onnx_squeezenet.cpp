@@ -2,6 +2,7 @@
 // .npy weights by tools/onnx/make_squeezenet_onnx.py, itself checked with
 // onnxruntime): imported, it reproduces the reference sets, agrees with the
 // native builder, names the right photo classes, and trains.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -69,6 +70,29 @@ TEST(OnnxSqueezeNet, ParametersKeepTheFileNamesAndMatchTheNativeBuild) {
   NoGradGuard ng;
   Tensor x = models::squeezenet_preprocess(data::decode_image(photo));
   EXPECT_LT(testing::rel_l2_error(model->forward(x).to_vector(), testing::to_double(native(x))), 1e-5);
+}
+
+// The imported file names the right ImageNet class for the real photos (the
+// expected labels are the shared material's, checked there independently).
+TEST(OnnxSqueezeNet, NamesTheRightClassForRealPhotos) {
+  const std::string path = fixture(17);
+  REQUIRE_FIXTURE(path);
+  const std::string photos = testing::shared_path("photos");
+  if (photos.empty()) GTEST_SKIP() << "shared photos are not present";
+  std::vector<std::string> names;
+  std::ifstream f(photos + "/imagenet_labels.txt");
+  for (std::string line; std::getline(f, line);) names.push_back(line);
+  ASSERT_EQ(names.size(), 1001u);  // index 0 is "background": logit i is label i + 1
+  auto model = importer::load_onnx(path);
+  model->eval();
+  NoGradGuard ng;
+  const std::pair<const char*, const char*> cases[] = {
+      {"cat.bmp", "Egyptian cat"}, {"bird.bmp", "chickadee"}, {"dragonfly.bmp", "dragonfly"}};
+  for (auto& [file, want] : cases) {
+    std::vector<float> l = model->forward(models::squeezenet_preprocess(data::decode_image(photos + "/" + file))).to_vector();
+    const size_t top = std::max_element(l.begin(), l.end()) - l.begin();
+    EXPECT_NE(names[top + 1].find(want), std::string::npos) << file << " -> " << names[top + 1];
+  }
 }
 
 TEST(OnnxSqueezeNet, TrainsThroughTheImportWithAFrozenBackbone) {
