@@ -21,6 +21,7 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/ops/attention.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/shape.h"
 
 namespace graft::importer {
@@ -87,10 +88,9 @@ std::vector<Tensor> run_body(const NodeContext& ctx, const std::vector<Tensor>& 
 
 bool needs_no_grad(const Tensor& t) { return !(t.requires_grad() && autograd::grad_enabled()); }
 
-// `c` scales a rank-`rank` tensor without changing its shape, and is a constant
-// as far as autograd goes.
+// `c` scales a rank-`rank` tensor without changing its shape.
 bool is_scale(const Tensor& c, int64_t rank) {
-  return c.defined() && c.dtype() == DType::f32 && c.numel() == 1 && c.dim() <= rank && needs_no_grad(c);
+  return c.defined() && c.dtype() == DType::f32 && c.numel() == 1 && c.dim() <= rank;
 }
 
 // A Mul's operands may come in either order: returns false where neither
@@ -132,10 +132,18 @@ bool mask_fits(const Tensor& mask, const Shape& score_shape) {
   return true;
 }
 
-double factor(const Tensor& c, bool divides) {
-  if (!c.defined()) return 1.0;
+// Folds scale `c` into `scale`, or, where `c` needs a gradient (a float
+// initializer is a parameter: torch's dynamo exporter stores its scalars so),
+// applies it to `q` with a differentiable op, so that `c` gets the gradient the
+// original nodes would give it. The scores are never materialised either way.
+void apply_scale(const Tensor& c, bool divides, Tensor& q, double& scale) {
+  if (!c.defined()) return;
+  if (!needs_no_grad(c)) {
+    q = divides ? div(q, c) : mul(q, c);
+    return;
+  }
   const double x = c.item();
-  return divides ? 1.0 / x : x;
+  scale *= divides ? 1.0 / x : x;
 }
 
 // The engine op where it computes exactly what the body does; an undefined
@@ -172,8 +180,10 @@ Tensor try_fused(const NodeContext& ctx, const std::vector<Tensor>& in) {
   scores.push_back(sq);
   scores.push_back(sk);
   if (mask.defined() && !mask_fits(mask, scores)) return Tensor();
-  const double scale =
-      factor(qc, ctx.attr_int("q_div") != 0) * factor(kc, ctx.attr_int("k_div") != 0) * factor(sc, ctx.attr_int("s_div") != 0);
+  double scale = 1.0;
+  apply_scale(qc, !q_mul, q, scale);
+  apply_scale(kc, ctx.attr_int("k_div") != 0, q, scale);
+  apply_scale(sc, ctx.attr_int("s_div") != 0, q, scale);
   if (!std::isfinite(scale) || scale == 0.0) return Tensor();
 
   AttentionOptions opt;

@@ -99,6 +99,7 @@ struct Variant {
   bool probs_output = false;        // the probabilities are a graph output too
   bool scores_read = false;         // the scores feed another node too
   bool broadcast_k = false;         // K has batch 1 against Q's batch B (MatMul broadcasting)
+  bool scale_initializers = false;  // scalars as initializers (torch's dynamo exporter), i.e. parameters
 };
 
 constexpr int64_t B = 2, H = 3, Sq = 5, Sk = 7, D = 4, Dv = 6, E = 8;
@@ -137,7 +138,11 @@ Built build(const Variant& v, Generator& gen) {
   }
   const std::string val = g.add(N("MatMul", {in("xv", with(lk, {Sk, E})), param("wv", {E, Dv})}));
   auto link = [&](const std::string& x) { return v.casts ? g.add(N("Cast", {x}).i("to", TP::FLOAT)) : x; };
-  auto scalar = [&](float x) { return g.constant(Tensor::from_vector({x}, {})); };
+  int scalars = 0;
+  auto scalar = [&](float x) {
+    const Tensor t = Tensor::from_vector({x}, {});
+    return v.scale_initializers ? g.init("scale" + std::to_string(scalars++), t) : g.constant(t);
+  };
 
   std::string qs = q, kts = kt;
   switch (v.scale) {
@@ -293,6 +298,19 @@ TEST(OnnxFuse, QOrKScaledBeforeTheMatMul) {
       v.scale = s;
       check(v, 1, true);
     }
+}
+
+TEST(OnnxFuse, ScalesStoredAsParametersGetTheirGradients) {
+  // A float initializer is a parameter: the fused step applies it to Q with a
+  // differentiable op instead of folding it into the attention scale.
+  for (Scale s : {Scale::scores_div, Scale::q_mul, Scale::k_div, Scale::both_sqrt}) {
+    SCOPED_TRACE("scale " + std::to_string(static_cast<int>(s)));
+    Variant v;
+    v.scale = s;
+    v.scale_initializers = true;
+    v.mask = Mask::input;
+    check(v, 1, true);
+  }
 }
 
 TEST(OnnxFuse, NoScaleMeansScaleOne) {
