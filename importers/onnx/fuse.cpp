@@ -1,12 +1,14 @@
 // Attention-pattern fusion (see fuse.h).
 //
-// What exporters write (torch.onnx.export, dynamo=False, opsets 14..17, and
-// the ONNX Attention function's own expansion at opset 23):
+// What exporters write (torch.onnx.export with dynamo=False at opsets 14..17
+// and dynamo=True at 18, where scalars are initializers, and the ONNX
+// Attention function's own expansion at opset 23):
 //   hand-written     MatMul(q, Transpose(k, [0,1,3,2])) -> Mul|Div(const) -> [Add(mask)] -> Softmax(-1) -> MatMul(., v)
 //   scaled q         MatMul(Mul(q, const), Transpose(k)) -> ...
 //   torch SDPA       MatMul(Mul(q, sqrt(s)), Mul(Transpose(k), sqrt(s))) -> [Add(mask)] -> Softmax -> MatMul
 //                    (torchvision's ViT: s computed from Shape at run time)
-//   MultiheadAttention (need_weights=False: the SDPA form; True: the probabilities are an output, not fused)
+//   MultiheadAttention need_weights=False: the SDPA form (3-D, K^T by Transpose [1,2,0], read as K^T);
+//                    need_weights=True: the probabilities are also averaged into an output, so not fused
 //   ONNX Attention expansion: the SDPA form with Cast(to=FLOAT) between the steps.
 // The fused step takes the pattern's outside values in fixed slots and keeps a
 // copy of the original nodes ("body"), which it runs instead whenever the

@@ -48,11 +48,12 @@ struct FusedNodes {
 // patterns fused (also added to out.attention).
 //
 // The fused step checks at run time what the file cannot promise (ranks 3 or 4,
-// equal batch dims, scalar f32 scales that need no gradient, a mask that
-// broadcasts to the scores without widening them, needs no gradient, and has
-// no fully masked row, the softmax over the last axis); where any of it fails
-// it runs the original nodes instead, so a fused graph computes what the file
-// says for every input.
+// equal batch dims, scalar f32 scales, a mask that broadcasts to the scores
+// without widening them, needs no gradient, and has no fully masked row, the
+// softmax over the last axis); where any of it fails it runs the original
+// nodes instead, so a fused graph computes what the file says for every input.
+// A scale that needs a gradient (a float initializer is a parameter) is
+// applied to Q by a differentiable op rather than folded into the op's scale.
 int fuse_attention(std::vector<PlanStep>& steps, const PlanGraph& graph, FusedNodes& out);
 
 }  // namespace graft::importer
