@@ -28,6 +28,7 @@
 #include "engine/autograd/grad_mode.h"
 #include "engine/core/rng.h"
 #include "importers/onnx/converter.h"
+#include "importers/onnx/fuse.h"
 #include "importers/onnx/tensor_proto.h"
 
 namespace graft::importer {
@@ -97,13 +98,9 @@ struct OnnxModel::Impl {
   std::vector<Tensor> fixed;  // by value id: constants, parameters, buffers
 
   std::vector<int> input_ids, output_ids;
-  struct Step {
-    const ::onnx::NodeProto* node = nullptr;
-    const OpSpec* spec = nullptr;  // null: unsupported (allow_unsupported_ops)
-    std::vector<int> in, out;      // -1 for an omitted optional value
-    std::vector<int> release;      // values whose last use is this step
-  };
+  using Step = PlanStep;  // fuse.h
   std::vector<Step> steps;
+  FusedNodes fused;  // the nodes of fused steps
   std::vector<std::pair<std::string, int>> op_counts;
   std::vector<std::string> unsupported;
 
@@ -501,6 +498,9 @@ std::shared_ptr<OnnxModel> load_onnx_bytes(const std::string& bytes, const std::
       shape_fixed[static_cast<size_t>(v)] = true;
     }
   }
+  // Attention patterns become one fused step (fuse.cpp); only with Graft's own operator table.
+  if (m.options.fuse_attention && &reg == &op_registry())
+    fuse_attention(remaining, {m.path, m.opset, m.value_names, m.fixed, m.output_ids}, m.fused);
   // Dead nodes (no path to a graph output) never run.
   std::vector<bool> needed(m.value_names.size(), false);
   for (int v : m.output_ids) needed[static_cast<size_t>(v)] = true;
@@ -627,6 +627,7 @@ std::vector<std::string> OnnxModel::op_types() const {
 
 std::vector<std::pair<std::string, int>> OnnxModel::op_type_counts() const { return impl_->op_counts; }
 std::vector<std::string> OnnxModel::unsupported_op_types() const { return impl_->unsupported; }
+int OnnxModel::fused_attention_count() const { return impl_->fused.attention; }
 
 OnnxModel::RunGraph OnnxModel::run_graph() const {
   const Impl& m = *impl_;

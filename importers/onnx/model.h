@@ -34,6 +34,11 @@ struct LoadOptions {
   // parameters), so the model is the backbone alone: forward() returns the
   // feature value and a new head goes after it (nn::Sequential).
   std::vector<std::string> outputs;
+  // Run each attention pattern (MatMul -> [scale] -> [Add mask] -> Softmax ->
+  // MatMul, as exporters write it) as one fused attention op that never
+  // materialises the scores (importers/onnx/fuse.h); only with Graft's own
+  // operator table. Off: every node runs as written (tests compare the two).
+  bool fuse_attention = true;
 };
 
 struct ValueInfo {
@@ -63,6 +68,8 @@ class OnnxModel : public nn::Module {
   // Operator types the registry lacks at this opset (only with
   // LoadOptions::allow_unsupported_ops; otherwise loading fails).
   std::vector<std::string> unsupported_op_types() const;
+  // Attention patterns running as one fused op (LoadOptions::fuse_attention).
+  int fused_attention_count() const;
   int64_t ir_version() const;
   const std::string& producer() const;  // "pytorch 2.1", or empty
 

@@ -54,6 +54,8 @@ int info(const std::string& path) {
     const bool missing = std::find(unsupported.begin(), unsupported.end(), op) != unsupported.end();
     std::printf("  %-24s %5d%s\n", op.c_str(), n, missing ? "   (not supported by Graft)" : "");
   }
+  if (m->fused_attention_count() > 0)
+    std::printf("attention patterns run as one fused op: %d\n", m->fused_attention_count());
   std::printf("parameters: %lld in %zu tensors; buffers: %zu tensors\n", static_cast<long long>(m->num_parameters()),
               m->named_parameters().size(), m->named_buffers().size());
   if (!unsupported.empty()) std::printf("this model cannot run yet: %zu operator type(s) unsupported\n", unsupported.size());
