@@ -171,11 +171,26 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
+def sdpa_by_matmuls(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+    """scaled_dot_product_attention spelled out: the TorchScript exporter
+    knows the fused op only from opset 14 (ViT at opset 13 needs this)."""
+    assert attn_mask is None and dropout_p == 0.0 and not is_causal
+    s = scale if scale is not None else q.shape[-1] ** -0.5
+    return torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * s, dim=-1).matmul(v)
+
+
 def export(model, x, path, opset, keep_bn):
     kw = dict(training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False) if keep_bn else {}
     tmp = path + ".tmp"
-    torch.onnx.export(model, (x,), tmp, opset_version=opset, input_names=["input"], output_names=["output"],
-                      dynamo=False, **kw)
+    fn = torch.nn.functional
+    fused = fn.scaled_dot_product_attention
+    if opset < 14:
+        fn.scaled_dot_product_attention = sdpa_by_matmuls
+    try:
+        torch.onnx.export(model, (x,), tmp, opset_version=opset, input_names=["input"], output_names=["output"],
+                          dynamo=False, **kw)
+    finally:
+        fn.scaled_dot_product_attention = fused
     os.replace(tmp, path)
 
 
