@@ -24,11 +24,16 @@ opset 17 into DIR/<net>-grad-op17/: the module in EVAL mode (BatchNorm on its
 running statistics, dropout and stochastic depth off), one 160x160 image,
 loss = sum(output * R) for a seeded random R (r.pb), one backward; torch's
 gradient of every parameter is written to grad/<initializer name>.pb, and the
-float64 gradient (same weights and input, computed in float64) to grad64/. These files are exported with
-training=PRESERVE and no constant folding, so BatchNormalization stays a node
-and every torch parameter is an initializer under its state_dict name; the
+float64 gradient (same weights and input, computed in float64) to grad64/.
+These files are exported with training=PRESERVE and no constant folding, so
+BatchNormalization stays a node and every torch parameter is an initializer
+under its state_dict name (the running statistics are initializers too); the
 script checks the mapping is complete (every parameter is exactly one
 initializer, with the same values) and fails otherwise.
+
+ViT-B/16 at opset 13: the TorchScript exporter knows
+scaled_dot_product_attention only from opset 14, so there it is spelled out
+as MatMul-Softmax-MatMul during the export (`sdpa_by_matmuls`).
 
 Existing outputs are kept (delete a folder to remake it). Needs torch,
 torchvision, onnx, onnxruntime, numpy; EfficientNet-Lite0 also needs
