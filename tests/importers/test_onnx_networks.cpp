@@ -49,6 +49,9 @@ struct NetCase {
   double grad_tolerance = 0;  // gradient tests only
 };
 
+// What CTest's test names show for a case (gtest would print the raw bytes).
+void PrintTo(const NetCase& c, std::ostream* os) { *os << c.net << " opset " << c.opset; }
+
 std::string case_name(const ::testing::TestParamInfo<NetCase>& info) {
   return std::string(info.param.net) + "_op" + std::to_string(info.param.opset);
 }
