@@ -48,11 +48,11 @@ inline uint16_t to_bits(float v, DataType t) {
 inline float from_bits(uint16_t b, DataType t) {
   if (t == DataType::f16) {
     __half h;
-    std::memcpy(&h, &b, 2);
+    std::memcpy(static_cast<void*>(&h), &b, 2);
     return __half2float(h);
   }
   __nv_bfloat16 h;
-  std::memcpy(&h, &b, 2);
+  std::memcpy(static_cast<void*>(&h), &b, 2);
   return __bfloat162float(h);
 }
 // Rounds values to what the dtype can hold (so a CPU twin sees the same inputs).
