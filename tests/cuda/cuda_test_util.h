@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -142,6 +144,56 @@ inline ::testing::AssertionResult close_to_twin(const std::vector<float>& got, c
                                          << got[worst_i] << " vs twin " << want[worst_i] << "), allowed " << tol
                                          << " x " << scale;
   return ::testing::AssertionSuccess();
+}
+
+// A device array whose data starts `shift` elements into its allocation: with
+// shift 1 the pointer is misaligned for packed (16-byte) access, so the
+// launchers must take their scalar paths. Poisoned like DeviceArray.
+class ShiftedArray {
+ public:
+  ShiftedArray(size_t n, DataType t, size_t shift) : a_(n + shift, t), n_(n), shift_(shift) {}
+  ShiftedArray(const std::vector<float>& host, DataType t, size_t shift) : ShiftedArray(host.size(), t, shift) {
+    upload(host);
+  }
+  void upload(const std::vector<float>& host) {
+    std::vector<float> padded(shift_, 0.0f);
+    padded.insert(padded.end(), host.begin(), host.end());
+    a_.upload(padded);
+  }
+  std::vector<float> download() const {
+    const std::vector<float> all = a_.download();
+    return std::vector<float>(all.begin() + static_cast<std::ptrdiff_t>(shift_), all.end());
+  }
+  void poison() { a_.poison(); }
+  void* ptr() const { return static_cast<char*>(a_.get()) + shift_ * kernels::cuda::dtype_size(a_.dtype()); }
+  size_t size() const { return n_; }
+
+ private:
+  DeviceArray a_;
+  size_t n_, shift_;
+};
+
+// n values uniform in [lo, hi) from a fixed-seed generator.
+inline std::vector<float> uniform_values(size_t n, float lo, float hi, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+// f() must throw std::invalid_argument naming the launcher and mentioning `words`
+// (the launchers check their arguments on the host before any CUDA call).
+template <class F>
+void expect_invalid(F&& f, const std::string& launcher, const std::string& words) {
+  try {
+    f();
+    ADD_FAILURE() << "expected std::invalid_argument from " << launcher;
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(launcher), std::string::npos) << msg;
+    EXPECT_NE(msg.find(words), std::string::npos) << msg;
+  }
 }
 
 }  // namespace graft::testing

@@ -53,11 +53,7 @@ class GuardedArray {
 };
 
 inline std::vector<float> random_vector(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
+  return uniform_values(n, lo, hi, seed);
 }
 
 // Row-major strides of a shape.

@@ -15,7 +15,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cuda/norm.h"
 #include "tests/cuda/cuda_test_util.h"
-#include "tests/cuda/shifted_array.h"
+#include "tests/cuda/cuda_test_util.h"
 
 namespace graft::testing {
 namespace {
@@ -220,18 +220,6 @@ TEST(CudaBatchNorm, OnlyTheWantedGradients) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_TRUE(close_to_twin(dgx.download(), gx, 1e-5, "grad_x alone"));
   EXPECT_TRUE(close_to_twin(dgw.download(), gw, kSumTol, "grad_weight alone"));
-}
-
-template <class F>
-void expect_invalid(F&& f, const std::string& launcher, const std::string& mentions) {
-  try {
-    f();
-    ADD_FAILURE() << launcher << ": expected std::invalid_argument";
-  } catch (const std::invalid_argument& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find(launcher), std::string::npos) << msg;
-    EXPECT_NE(msg.find(mentions), std::string::npos) << msg;
-  }
 }
 
 TEST(CudaNorm, BadArgumentsNameTheLauncher) {

@@ -25,14 +25,11 @@ using kernels::cuda::OptimTensor;
 using kernels::cuda::SgdParams;
 using testing::close_to_twin;
 using testing::DeviceArray;
+using testing::expect_invalid;
 using testing::round_to;
 
 std::vector<float> random_vector(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(gen);
-  return v;
+  return testing::uniform_values(n, lo, hi, seed);
 }
 
 struct Spec {
@@ -254,20 +251,8 @@ TEST(CudaOptimArgs, ChunksCoverTrainableTensorsOnly) {
   EXPECT_EQ(kernels::cuda::multi_tensor_chunks(list.data(), 6), 9);
 }
 
-template <class F>
-void expect_invalid(F&& f, const std::string& launcher, const std::string& words) {
-  try {
-    f();
-    ADD_FAILURE() << "expected std::invalid_argument from " << launcher;
-  } catch (const std::invalid_argument& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find(launcher), std::string::npos) << msg;
-    EXPECT_NE(msg.find(words), std::string::npos) << msg;
-  }
-}
-
 TEST(CudaOptimArgs, BadArgumentsThrowNamingTheLauncherAndTensor) {
-  float dummy[8];
+  float dummy[8] = {};
   std::vector<OptimTensor> list(3);
   for (OptimTensor& t : list) {
     t.param = dummy, t.grad = dummy, t.state0 = dummy, t.state1 = dummy, t.numel = 8;

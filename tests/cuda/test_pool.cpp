@@ -23,15 +23,12 @@ using testing::close_to_twin;
 using testing::default_tolerance;
 using testing::DeviceArray;
 using testing::round_to;
+using testing::expect_invalid;
 
 const DataType kDtypes[] = {DataType::f32, DataType::f16, DataType::bf16};
 
 std::vector<float> random_vector(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(gen);
-  return v;
+  return testing::uniform_values(n, lo, hi, seed);
 }
 
 // A device buffer whose data starts `offset` elements into the allocation
@@ -239,18 +236,6 @@ TEST(CudaPool, GlobalAvgPoolForwardAndBackwardMatchTwin) {
 }
 
 // ---- argument checks: before any CUDA call, so they run without a GPU ----------------------------
-
-template <class F>
-void expect_invalid(F&& f, const std::string& launcher, const std::string& words) {
-  try {
-    f();
-    ADD_FAILURE() << "expected std::invalid_argument from " << launcher;
-  } catch (const std::invalid_argument& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find(launcher), std::string::npos) << m;
-    EXPECT_NE(m.find(words), std::string::npos) << m;
-  }
-}
 
 Pool2dParams small_params() {
   Case k{1, 8, 8, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, false, false, 0};
