@@ -32,7 +32,7 @@ namespace graft::kernels::cpu {
 // Tile sizes of the online softmax: a kBlockQ x kBlockK score tile (16 KiB)
 // plus the kBlockQ x Dv accumulator stay in L1/L2.
 constexpr int64_t kAttentionBlockQ = 64;
-constexpr int64_t kAttentionBlockK = 64;
+constexpr int64_t kAttentionBlockK = 256;
 
 struct AttentionParams {
   int64_t batch = 0, heads = 0;
