@@ -302,6 +302,13 @@ TEST(Attention, CrossesTilesAtOddLengths) {
     o.causal = true;
     check_case(n, o);
   }
+  // One (b, h) with several key tiles: the backward splits over key tiles
+  // (per-thread dQ copies); frozen inputs skip their part of it.
+  for (std::vector<bool> g : {std::vector<bool>{true, false, false}, {false, true, false}, {false, false, true}}) {
+    CheckOptions o;
+    o.grads = g;
+    check_case({1, 1, 300, 1000, 16, 8}, o);
+  }
 }
 
 // A row whose first key tile is entirely -inf but later tiles are not (the
