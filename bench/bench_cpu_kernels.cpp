@@ -25,9 +25,11 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/depthwise.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/softmax.h"
 
 namespace {
 
@@ -267,6 +269,173 @@ std::string conv_name(const char* family, const Conv2dParams& p) {
   return os.str();
 }
 
+
+// ---- attention -------------------------------------------------------------------------
+
+// One multi-head attention layer (B, H, S, d), no mask. The fused tiled kernel
+// (kernels/cpu/attention.cpp) against the unfused ops an exported graph runs
+// (batched sgemm Q K^T, row softmax, batched sgemm P V; backward dV = P^T dO,
+// dP = dO V^T, softmax backward, dQ = dS K, dK = dS^T Q), which materialise the
+// B*H*S*S score matrix. Counted FLOPs: forward 4*B*H*S^2*d, backward 2.5x that.
+struct AttnShape {
+  int64_t b, h, s, d;
+};
+enum class AttnPass { forward, backward, forward_backward };
+
+struct AttnData {
+  AttnShape n;
+  float scale;
+  Floats q, k, v, dout, out, lse, dq, dk, dv;
+  Floats probs, dprobs;  // unfused only: (B*H, S, S)
+  explicit AttnData(AttnShape s)
+      : n(s),
+        scale(1.f / std::sqrt(float(s.d))),
+        q(random_floats(s.b * s.h * s.s * s.d, 11)),
+        k(random_floats(s.b * s.h * s.s * s.d, 12)),
+        v(random_floats(s.b * s.h * s.s * s.d, 13)),
+        dout(random_floats(s.b * s.h * s.s * s.d, 14)),
+        out(q.size()),
+        lse(s.b * s.h * s.s),
+        dq(q.size()),
+        dk(q.size()),
+        dv(q.size()) {}
+  graft::kernels::cpu::AttentionParams params() const {
+    graft::kernels::cpu::AttentionParams p;
+    p.batch = n.b;
+    p.heads = n.h;
+    p.seq_q = p.seq_k = n.s;
+    p.head_dim = p.head_dim_v = n.d;
+    p.scale = scale;
+    return p;
+  }
+  void fused_forward() {
+    graft::kernels::cpu::attention_forward(params(), q.data(), k.data(), v.data(), nullptr, out.data(), lse.data());
+  }
+  void fused_backward() {
+    graft::kernels::cpu::attention_backward(params(), q.data(), k.data(), v.data(), nullptr, out.data(), dout.data(),
+                                            lse.data(), dq.data(), dk.data(), dv.data());
+  }
+  void unfused_forward() {
+    namespace k_ = graft::kernels::cpu;
+    const int64_t S = n.s, D = n.d, bh = n.b * n.h;
+    probs.resize(bh * S * S);
+    k_::sgemm_batched(Trans::no, Trans::yes, S, S, D, scale, q.data(), D, S * D, k.data(), D, S * D, 0.f, probs.data(),
+                      S, S * S, bh);
+    k_::SoftmaxParams sp;
+    sp.outer = bh * S;
+    sp.axis_len = S;
+    k_::softmax_forward(probs.data(), probs.data(), sp);
+    k_::sgemm_batched(Trans::no, Trans::no, S, D, S, 1.f, probs.data(), S, S * S, v.data(), D, S * D, 0.f, out.data(), D,
+                      S * D, bh);
+  }
+  void unfused_backward() {  // after unfused_forward (reads probs)
+    namespace k_ = graft::kernels::cpu;
+    const int64_t S = n.s, D = n.d, bh = n.b * n.h;
+    dprobs.resize(bh * S * S);
+    k_::sgemm_batched(Trans::yes, Trans::no, S, D, S, 1.f, probs.data(), S, S * S, dout.data(), D, S * D, 0.f, dv.data(),
+                      D, S * D, bh);
+    k_::sgemm_batched(Trans::no, Trans::yes, S, S, D, 1.f, dout.data(), D, S * D, v.data(), D, S * D, 0.f,
+                      dprobs.data(), S, S * S, bh);
+    k_::SoftmaxParams sp;
+    sp.outer = bh * S;
+    sp.axis_len = S;
+    k_::softmax_backward(probs.data(), dprobs.data(), dprobs.data(), sp);
+    k_::sgemm_batched(Trans::no, Trans::no, S, D, S, scale, dprobs.data(), S, S * S, k.data(), D, S * D, 0.f, dq.data(),
+                      D, S * D, bh);
+    k_::sgemm_batched(Trans::yes, Trans::no, S, D, S, scale, dprobs.data(), S, S * S, q.data(), D, S * D, 0.f,
+                      dk.data(), D, S * D, bh);
+  }
+
+  // Output and gradients of heads 0 and bh-1 against float64 loops.
+  bool matches_reference(bool check_grads) const {
+    const int64_t S = n.s, D = n.d;
+    for (int64_t bh : {int64_t(0), n.b * n.h - 1}) {
+      const float *q_ = q.data() + bh * S * D, *k_ = k.data() + bh * S * D, *v_ = v.data() + bh * S * D,
+                  *do_ = dout.data() + bh * S * D;
+      std::vector<double> P(S * S), dS(S * S);
+      for (int64_t i = 0; i < S; ++i) {
+        double m = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < S; ++j) {
+          double s = 0;
+          for (int64_t e = 0; e < D; ++e) s += double(q_[i * D + e]) * k_[j * D + e];
+          P[i * S + j] = s * scale;
+          m = std::max(m, P[i * S + j]);
+        }
+        for (int64_t j = 0; j < S; ++j) sum += P[i * S + j] = std::exp(P[i * S + j] - m);
+        for (int64_t j = 0; j < S; ++j) P[i * S + j] /= sum;
+      }
+      auto check_rows = [&](const Floats& got, auto value) {
+        for (int64_t i = 0; i < S; ++i)
+          for (int64_t e = 0; e < D; ++e) {
+            double mag = 0;
+            const double ref = value(i, e, &mag);
+            if (!(std::fabs(got[bh * S * D + i * D + e] - ref) <= 1e-4 * mag + 1e-5)) return false;
+          }
+        return true;
+      };
+      auto out_ref = [&](int64_t i, int64_t e, double* mag) {
+        double s = 0;
+        for (int64_t j = 0; j < S; ++j) s += P[i * S + j] * v_[j * D + e], *mag += std::fabs(P[i * S + j] * v_[j * D + e]);
+        return s;
+      };
+      if (!check_grads && !check_rows(out, out_ref)) return false;
+      if (!check_grads) continue;
+      for (int64_t i = 0; i < S; ++i) {
+        double delta = 0;
+        std::vector<double> dp(S);
+        for (int64_t j = 0; j < S; ++j) {
+          for (int64_t e = 0; e < D; ++e) dp[j] += double(do_[i * D + e]) * v_[j * D + e];
+          delta += dp[j] * P[i * S + j];
+        }
+        for (int64_t j = 0; j < S; ++j) dS[i * S + j] = scale * P[i * S + j] * (dp[j] - delta);
+      }
+      auto dv_ref = [&](int64_t j, int64_t e, double* mag) {
+        double s = 0;
+        for (int64_t i = 0; i < S; ++i) s += P[i * S + j] * do_[i * D + e], *mag += std::fabs(P[i * S + j] * do_[i * D + e]);
+        return s;
+      };
+      auto dq_ref = [&](int64_t i, int64_t e, double* mag) {
+        double s = 0;
+        for (int64_t j = 0; j < S; ++j) s += dS[i * S + j] * k_[j * D + e], *mag += std::fabs(dS[i * S + j] * k_[j * D + e]);
+        return s;
+      };
+      auto dk_ref = [&](int64_t j, int64_t e, double* mag) {
+        double s = 0;
+        for (int64_t i = 0; i < S; ++i) s += dS[i * S + j] * q_[i * D + e], *mag += std::fabs(dS[i * S + j] * q_[i * D + e]);
+        return s;
+      };
+      if (!check_rows(dv, dv_ref) || !check_rows(dq, dq_ref) || !check_rows(dk, dk_ref)) return false;
+    }
+    return true;
+  }
+};
+
+void bm_attention(benchmark::State& st, AttnShape n, AttnPass pass, bool fused) {
+  AttnData a(n);
+  auto forward = [&] { fused ? a.fused_forward() : a.unfused_forward(); };
+  auto backward = [&] { fused ? a.fused_backward() : a.unfused_backward(); };
+  forward();
+  if (!a.matches_reference(false)) {
+    st.SkipWithError("attention output differs from the float64 reference");
+    return;
+  }
+  if (pass != AttnPass::forward) {
+    backward();
+    if (!a.matches_reference(true)) {
+      st.SkipWithError("attention gradients differ from the float64 reference");
+      return;
+    }
+  }
+  for (auto _ : st) {
+    if (pass != AttnPass::backward) forward();
+    if (pass != AttnPass::forward) backward();
+    benchmark::ClobberMemory();
+  }
+  const double fwd = 4.0 * n.b * n.h * n.s * n.s * n.d;
+  const double flops = pass == AttnPass::forward ? fwd : pass == AttnPass::backward ? 2.5 * fwd : 3.5 * fwd;
+  st.counters["GFLOPs"] = benchmark::Counter(1e-9 * flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // ---- copy (the bandwidth ceiling) -----------------------------------------------------
 
 void bm_copy(benchmark::State& st) {
@@ -446,6 +615,16 @@ int main(int argc, char** argv) {
           ->MinTime(kMinTime)
           ->Repetitions(kRepetitions);
     }
+
+  // Attention: a ViT-B/16 layer and a long sequence, fused vs unfused.
+  for (AttnShape a : {AttnShape{8, 12, 197, 64}, AttnShape{1, 12, 1024, 64}})
+    for (auto [pass, pname] : {std::pair{AttnPass::forward, "fwd"}, {AttnPass::backward, "bwd"}, {AttnPass::forward_backward, "fwd_bwd"}})
+      for (bool fused : {true, false}) {
+        const std::string name = std::string("attention_") + pname + "/f32/" + (fused ? "fused" : "unfused") + "/b" +
+                                 std::to_string(a.b) + "-h" + std::to_string(a.h) + "-s" + std::to_string(a.s) + "-d" +
+                                 std::to_string(a.d);
+        benchmark::RegisterBenchmark(name.c_str(), bm_attention, a, pass, fused)->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions);
+      }
   benchmark::RegisterBenchmark("sgemm/f32/1024x1024x1024 (again)", bm_sgemm, ceiling)->UseRealTime()->MinTime(kMinTime)->Repetitions(kRepetitions);
 
   Collector collector;
@@ -480,7 +659,8 @@ int main(int argc, char** argv) {
      << "  \"ceilings\": { \"sgemm_GFLOPs\": " << sgemm_ceiling << ", \"copy_GBps\": " << copy_ceiling << " },\n"
      << "  \"results\": [";
   bool first = true;
-  std::printf("\n%-60s %9s %8s %9s %8s\n", "benchmark (best of repetitions)", "GFLOP/s", "of sgemm", "GB/s", "of copy");
+  std::printf("\n%-60s %9s %8s %9s %8s %9s\n", "benchmark (best of repetitions)", "GFLOP/s", "of sgemm", "GB/s", "of copy",
+              "median");
   for (const Summary& s : summaries) {
     if (s.error) {
       std::printf("%-60s FAILED: %s\n", s.name.c_str(), s.error_message.c_str());
@@ -494,8 +674,10 @@ int main(int argc, char** argv) {
       return it == m.end() ? 0.0 : it->second;
     };
     const double gflops = get(s.best, "GFLOPs"), gbps = get(s.best, "GBps");
-    std::printf("%-60s %9.1f %8.2f %9.1f %8.2f\n", s.name.c_str(), gflops, sgemm_ceiling > 0 ? gflops / sgemm_ceiling : 0,
-                gbps, copy_ceiling > 0 ? gbps / copy_ceiling : 0);
+    // The median of the headline counter (GFLOP/s, else GB/s) beside the best.
+    const double median = get(s.median, s.median.count("GFLOPs") ? "GFLOPs" : "GBps");
+    std::printf("%-60s %9.1f %8.2f %9.1f %8.2f %9.1f\n", s.name.c_str(), gflops, sgemm_ceiling > 0 ? gflops / sgemm_ceiling : 0,
+                gbps, copy_ceiling > 0 ? gbps / copy_ceiling : 0, median);
     auto emit = [&](const char* counter, const char* unit, double ceiling) {
       const double value = get(s.best, counter);
       js << (first ? "\n" : ",\n") << "    { \"name\": \"" << json_escape(s.name) << "\", \"value\": " << value

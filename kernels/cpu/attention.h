@@ -8,7 +8,9 @@
 // Computed tile by tile (kBlockQ query rows x kBlockK key rows) with an online
 // softmax: the full Sq x Sk score matrix is never materialised, forward or
 // backward. The forward saves the log-sum-exp of every score row (m + log l),
-// from which the backward recomputes P tile by tile.
+// from which the backward recomputes P tile by tile. The exponentials of the
+// score tiles use exp_approx (kernels/cpu/fast_exp.h, a few ulp), so that they
+// vectorise.
 //
 // Layouts: q (B, H, Sq, D), k (B, H, Sk, D), v (B, H, Sk, Dv), out and dout
 // (B, H, Sq, Dv), lse (B, H, Sq), all contiguous, so D and Dv are the
@@ -29,10 +31,13 @@
 
 namespace graft::kernels::cpu {
 
-// Tile sizes of the online softmax: a kBlockQ x kBlockK score tile (16 KiB)
-// plus the kBlockQ x Dv accumulator stay in L1/L2.
-constexpr int64_t kAttentionBlockQ = 64;
-constexpr int64_t kAttentionBlockK = 64;
+// Tile sizes of the online softmax: a kBlockQ x kBlockK score tile (128 KiB)
+// plus the kBlockQ x Dv accumulator stay in L2. Every tile product is one
+// single-threaded sgemm; tiles this large amortise its per-call cost (packing,
+// dispatch), and a ViT sequence (197) is one key tile. Measured in
+// bench_cpu_kernels (attention_*), see bench/NOTES.md.
+constexpr int64_t kAttentionBlockQ = 128;
+constexpr int64_t kAttentionBlockK = 256;
 
 struct AttentionParams {
   int64_t batch = 0, heads = 0;

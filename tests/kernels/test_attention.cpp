@@ -285,6 +285,49 @@ TEST(Attention, AdditiveNegInfRowAndZeroKeysGiveZeros) {
   check_case({1, 2, 5, 0, 8, 8}, {});
 }
 
+// Sequences longer than one tile (kAttentionBlockQ x kAttentionBlockK) and
+// not multiples of it: the online softmax rescales across key tiles, and the
+// last query and key tiles are partial.
+TEST(Attention, CrossesTilesAtOddLengths) {
+  static_assert(kernels::cpu::kAttentionBlockK < 1000 && kernels::cpu::kAttentionBlockQ < 1000,
+                "the lengths below must span several tiles");
+  const Dims dims[] = {{1, 1, 1000, 1000, 16, 8}, {1, 2, 1, 1000, 8, 8}, {1, 1, 1000, 7, 8, 4},
+                       {2, 1, 197, 1000, 8, 16},  {1, 1, 1000, 1, 4, 4}};
+  for (const Dims& n : dims) {
+    check_case(n, {});
+    // (Causal with one query or one key leaves every row one key: dq and dk
+    // are then exactly zero and f32 rounding has no tolerance to hide in.)
+    if (n.Sq == 1 || n.Sk == 1) continue;
+    CheckOptions o;
+    o.causal = true;
+    check_case(n, o);
+  }
+  // One (b, h) with several key tiles: the backward splits over key tiles
+  // (per-thread dQ copies); frozen inputs skip their part of it.
+  for (std::vector<bool> g : {std::vector<bool>{true, false, false}, {false, true, false}, {false, false, true}}) {
+    CheckOptions o;
+    o.grads = g;
+    check_case({1, 1, 300, 1000, 16, 8}, o);
+  }
+}
+
+// A row whose first key tile is entirely -inf but later tiles are not (the
+// online softmax starts from a -inf max), another hidden except in the last
+// tile, and one fully masked row, with Sk spanning several key tiles.
+TEST(Attention, MaskHidesWholeKeyTiles) {
+  Generator gen = testing::test_generator();
+  const Dims n{1, 2, 9, 1000, 8, 8};
+  const float inf = std::numeric_limits<float>::infinity();
+  Tensor mask = testing::random_tensor({n.Sq, n.Sk}, gen, -2.f, 2.f);
+  float* m = mask.data<float>();
+  for (int64_t j = 0; j < 600; ++j) m[1 * n.Sk + j] = -inf;
+  for (int64_t j = 0; j < n.Sk - 3; ++j) m[4 * n.Sk + j] = -inf;
+  for (int64_t j = 0; j < n.Sk; ++j) m[7 * n.Sk + j] = -inf;
+  CheckOptions o;
+  o.mask = mask;
+  check_case(n, o);
+}
+
 TEST(Attention, NonContiguousInputs) {
   Generator gen = testing::test_generator();
   const Dims n{2, 3, 11, 9, 8, 4};
@@ -342,6 +385,20 @@ TEST(Attention, NaNInputPropagatesInsteadOfPassingForMasked) {
   const std::vector<float> o = scaled_dot_product_attention(q, k, v).to_vector();
   EXPECT_TRUE(std::isnan(o[2]) && std::isnan(o[3])) << o[2] << " " << o[3];
   EXPECT_FALSE(std::isnan(o[0]) || std::isnan(o[4]));
+}
+
+TEST(Attention, NaNAfterMaskedKeyTilesIsNotTakenForAMaskedRow) {
+  Generator gen = testing::test_generator();
+  const int64_t Sk = 1000;
+  Tensor q = testing::random_tensor({1, 1, 2, 4}, gen);
+  Tensor k = testing::random_tensor({1, 1, Sk, 4}, gen);
+  Tensor v = testing::random_tensor({1, 1, Sk, 2}, gen);
+  k.data<float>()[(Sk - 1) * 4] = std::nanf("");  // the last key: a NaN score in every row
+  // Row 0 sees only the NaN key; row 1 sees every key.
+  Tensor mask = Tensor::zeros({2, Sk});
+  for (int64_t j = 0; j < Sk - 1; ++j) mask.data<float>()[j] = -std::numeric_limits<float>::infinity();
+  const std::vector<float> o = scaled_dot_product_attention(q, k, v, mask).to_vector();
+  for (float x : o) EXPECT_TRUE(std::isnan(x)) << x;
 }
 
 TEST(Attention, KernelLogSumExpMatchesReference) {
