@@ -114,6 +114,12 @@ if cmake -S . -B "$BUILD_DIR" -G "$gen" -DCMAKE_BUILD_TYPE=Release -DGRAFT_GPU_C
   # does not stop the other); what got built is what exists afterwards.
   rm -f "$BUILD_DIR/tests/graft_tests_cuda" "$BUILD_DIR/bench/bench_cuda"
   build_limit=$(( ${CHECK_BUDGET:-540} - 90 - (SECONDS - START) ))
+  # A slow configure can spend the budget: the build still gets a minute
+  # (timeout takes no negative limit), and says so.
+  if [ "$build_limit" -lt 60 ]; then
+    echo "check: only $build_limit s of CHECK_BUDGET left for the build; giving it 60 s" | tee -a "$RES/build.log"
+    build_limit=60
+  fi
   [ ${#targets[@]} -gt 0 ] && timeout "$build_limit" cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]}" "${keep_going[@]}" >> "$RES/build.log" 2>&1
   brc=$?
   if [ $brc = 124 ]; then echo "check: the build ran past $build_limit s and was stopped"
