@@ -142,6 +142,10 @@ TEST_P(OnnxNetworkGradient, MatchesTorchForEveryParameter) {
     const double err = max_rel_error(p.grad(), it->second);
     errs.push_back(err);
     EXPECT_LT(err, GetParam().grad_tolerance) << name;
+    // Downstream of the ResNet-50 ReLU whose side float32 rounding decides
+    // (layer3.1), nothing depends on it: there the tight bound holds.
+    if (std::string(GetParam().net) == "resnet50" && (name.rfind("layer4.", 0) == 0 || name.rfind("fc.", 0) == 0))
+      EXPECT_LT(err, 1e-4) << name << " (after the flipped ReLU)";
     if (err > worst) worst = err, worst_name = name;
     if (err >= 1e-3) ++beyond;
     const Tensor& exact = torch64.at(name);
