@@ -24,6 +24,11 @@ class NodeContext {
   int opset() const { return opset_; }
   bool training() const { return training_; }
   Generator& generator() const { return *gen_; }
+  // The most elements one value a node computes may hold (the model's
+  // LoadOptions::max_tensor_elements): shapes read from data (ConstantOfShape,
+  // Expand, Range, Pad) are checked against it before anything is allocated.
+  int64_t max_elements() const { return max_elements_; }
+  void set_max_elements(int64_t n) { max_elements_ = n; }
   // "model.onnx: node 'conv1' (Conv)": the prefix of every error about it.
   std::string where() const;
 
@@ -45,7 +50,13 @@ class NodeContext {
   bool training_;
   Generator* gen_;
   std::string model_path_;
+  int64_t max_elements_ = int64_t(1) << 32;
 };
+
+// The element count of `shape`, checked before allocation: no negative
+// dimension, no int64 overflow, at most ctx.max_elements(); else an error
+// naming the node and `what`.
+int64_t checked_numel(const NodeContext& ctx, const std::vector<int64_t>& shape, const char* what);
 
 // Throws graft::Error prefixed with ctx.where().
 #define GRAFT_NODE_CHECK(ctx, cond, msg) GRAFT_CHECK(cond, (ctx).where() << ": " << msg)

@@ -478,6 +478,7 @@ std::shared_ptr<OnnxModel> load_onnx_bytes(const std::string& bytes, const std::
     {
       NoGradGuard no_grad;
       NodeContext ctx(*s.node, m.opset, model->is_training(), &default_generator(), m.path);
+      ctx.set_max_elements(m.options.max_tensor_elements);
       try {
         outs = s.spec->convert(ctx, ins);
       } catch (const Error& e) {
@@ -569,6 +570,7 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) {
   Generator& gen = default_generator();
   for (const auto& s : m.steps) {
     NodeContext ctx(*s.node, m.opset, is_training(), &gen, m.path);
+    ctx.set_max_elements(m.options.max_tensor_elements);
     GRAFT_CHECK(s.spec != nullptr, ctx.where() << ": unsupported operator " << s.node->op_type() << " at opset " << m.opset);
     std::vector<Tensor> ins;
     ins.reserve(s.in.size());

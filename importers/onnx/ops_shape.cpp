@@ -8,6 +8,7 @@
 // which copy integers exactly on the CPU.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -154,7 +155,7 @@ Inputs convert_split(const NodeContext& ctx, const Inputs& in) {
 // is a gather of the reversed positions (differentiable like any gather).
 Tensor slice_backwards(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step) {
   const int64_t L = x.shape()[axis];
-  auto wrap = [L](int64_t i) { return i < 0 ? i + L : i; };  // INT64_MIN + L does not overflow
+  auto wrap = [L](int64_t i) { return i < 0 ? i + L : i; };  // std::numeric_limits<int64_t>::min() + L does not overflow
   const int64_t s = std::min(std::max(wrap(start), int64_t(0)), L - 1);
   const int64_t e = std::min(std::max(wrap(end), int64_t(-1)), L - 1);
   std::vector<int64_t> idx;
@@ -186,7 +187,7 @@ Inputs convert_slice(const NodeContext& ctx, const Inputs& in) {
   for (size_t i = 0; i < axes.size(); ++i) {
     GRAFT_NODE_CHECK(ctx, steps[i] != 0, "step 0 for axis " << axes[i]);
     // A step past the extent takes one element at most, so it is capped there
-    // (the view's stride would otherwise overflow for steps near INT64_MAX).
+    // (the view's stride would otherwise overflow for steps near std::numeric_limits<int64_t>::max()).
     const int64_t cap = std::max<int64_t>(out.shape()[axes[i]], 1);
     if (steps[i] > 0) out = slice(out, axes[i], starts[i], ends[i], std::min(steps[i], cap));
     else out = slice_backwards(out, axes[i], starts[i], ends[i], steps[i]);
@@ -269,14 +270,19 @@ Inputs convert_range(const NodeContext& ctx, const Inputs& in) {
   if (is_floating(start.dtype())) {
     const float s = start.item(), l = limit.item(), d = delta.item();
     GRAFT_NODE_CHECK(ctx, d != 0.f, "delta is 0");
-    const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((l - s) / d)));
+    const double count = std::ceil((static_cast<double>(l) - s) / d);
+    GRAFT_NODE_CHECK(ctx, std::isfinite(count), "start " << s << ", limit " << l << ", delta " << d << " give no finite count");
+    const int64_t n = count <= 0 ? 0 : checked_numel(ctx, {count < 9.2e18 ? static_cast<int64_t>(count) : std::numeric_limits<int64_t>::max()}, "output");
     std::vector<float> v(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) v[i] = s + static_cast<float>(i) * d;
     return {Tensor::from_vector(v, {n}, start.dtype())};
   }
   const int64_t s = start.to_vector_i64()[0], l = limit.to_vector_i64()[0], d = delta.to_vector_i64()[0];
   GRAFT_NODE_CHECK(ctx, d != 0, "delta is 0");
+  GRAFT_NODE_CHECK(ctx, (l >= 0) == (s >= 0) || (s < 0 ? l <= std::numeric_limits<int64_t>::max() + s : l >= std::numeric_limits<int64_t>::min() + s),
+                   "limit - start overflows int64 (start " << s << ", limit " << l << ")");
   const int64_t span = l - s, n = std::max<int64_t>(0, span / d + (span % d != 0 && (span > 0) == (d > 0)));
+  checked_numel(ctx, {n}, "output");
   std::vector<int64_t> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[i] = s + i * d;
   Tensor out = Tensor::from_vector_i64(v, {n});
@@ -307,6 +313,7 @@ Inputs convert_constant(const NodeContext& ctx, const Inputs&) {
 Inputs convert_constant_of_shape(const NodeContext& ctx, const Inputs& in) {
   const std::vector<int64_t> shape = int_values(ctx, in, 0, "input");
   for (int64_t s : shape) GRAFT_NODE_CHECK(ctx, s >= 0, "negative size in shape " << list_str(shape));
+  checked_numel(ctx, shape, "output shape");
   if (!ctx.has_attr("value")) return {Tensor::zeros(shape)};
   const Tensor v = ctx.attr_tensor("value");
   GRAFT_NODE_CHECK(ctx, v.numel() == 1, "attribute 'value' must hold one element, holds " << v.str());
@@ -330,6 +337,7 @@ Inputs convert_expand(const NodeContext& ctx, const Inputs& in) {
                                                                                << " to shape " << list_str(target));
     out[i] = a == 1 ? b : a;
   }
+  checked_numel(ctx, out, "output shape");
   return {expand(x, out)};
 }
 
@@ -386,6 +394,14 @@ Inputs convert_pad(const NodeContext& ctx, const Inputs& in) {
     engine_pads[2 * axes[i]] = pads[i];
     engine_pads[2 * axes[i] + 1] = pads[k + i];
   }
+  std::vector<int64_t> out_shape(static_cast<size_t>(r));
+  for (int64_t d = 0; d < r; ++d) {
+    const int64_t b = engine_pads[2 * d], a = engine_pads[2 * d + 1], L = x.shape()[d];
+    GRAFT_NODE_CHECK(ctx, std::llabs(b) < (int64_t(1) << 40) && std::llabs(a) < (int64_t(1) << 40),
+                     "pads " << list_str(pads) << " are absurd for input " << shape_str(x.shape()));
+    out_shape[static_cast<size_t>(d)] = L + b + a;
+  }
+  checked_numel(ctx, out_shape, "padded output");
   if (mode_name == "wrap") return {pad_wrap(ctx, x, engine_pads)};
   return {pad(x, engine_pads, mode, value)};
 }

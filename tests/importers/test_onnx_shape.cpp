@@ -368,3 +368,29 @@ TEST(OnnxShape, TheTableClaimsTheTargetOpsets) {
 
 }  // namespace
 }  // namespace graft::importer
+
+namespace graft::importer {
+namespace {
+
+// Shapes read from data are checked before anything is allocated (the fuzzer
+// found a ConstantOfShape of 1.7e15 elements allocating): an error naming the
+// node and the limit, for every converter whose output size comes from values.
+TEST(OnnxShape, SizesFromDataAreCheckedBeforeAllocation) {
+  auto i64 = [](std::vector<int64_t> v) { const int64_t n = static_cast<int64_t>(v.size()); return Tensor::from_vector_i64(v, {n}); };
+  const int64_t big = int64_t(1) << 40;
+  Tensor x = Tensor::zeros({1, 3});
+  EXPECT_TRUE(testing::throws_naming([&] { run1(Node("ConstantOfShape"), 17, {i64({big, big})}); },
+                                     {"ConstantOfShape", "max_tensor_elements"}));
+  EXPECT_TRUE(testing::throws_naming([&] { run1(Node("Expand"), 17, {x, i64({big, 3})}); }, {"Expand", "max_tensor_elements"}));
+  EXPECT_TRUE(testing::throws_naming(
+      [&] { run1(Node("Range"), 17, {Tensor::from_vector_i64({0}, {}), Tensor::from_vector_i64({big * 8}, {}), Tensor::from_vector_i64({1}, {})}); },
+      {"Range", "max_tensor_elements"}));
+  EXPECT_TRUE(testing::throws_naming(
+      [&] { run1(Node("Range"), 17, {Tensor::scalar(0.f), Tensor::scalar(1e30f), Tensor::scalar(1.f)}); }, {"Range", "max_tensor_elements"}));
+  EXPECT_TRUE(testing::throws_naming([&] { run1(Node("Pad"), 17, {x, i64({0, 0, 0, big / 2})}); }, {"Pad", "max_tensor_elements"}));
+  // Sizes within the limit still work.
+  EXPECT_EQ(run1(Node("ConstantOfShape"), 17, {i64({2, 3})}).shape(), (Shape{2, 3}));
+}
+
+}  // namespace
+}  // namespace graft::importer
