@@ -20,7 +20,12 @@
 # CHECK_BUDGET (540 s: the tests and benchmarks get what the build left of it,
 # so the whole check ends inside the device tool's 600 s per command),
 # SANITIZE=1 (the tests again under compute-sanitizer memcheck; SANITIZE_FILTER,
-# SANITIZE_TIMEOUT 180 s).
+# SANITIZE_TIMEOUT 180 s), SKIP_TESTS=1 (benchmarks only), TORCH_TIMEOUT (90 s per
+# bench/cuda/*_torch.py baseline script).
+#
+# When everything does not fit in one call: the build folder stays on a warm
+# machine, so a second call rebuilds nothing, e.g.
+#   SKIP_TESTS=1 BENCH_FILTER='^(conv|dwconv|gemm|attention)' bash tools/gpu/check.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -30,7 +35,7 @@ JOBS=${JOBS:-$(nproc)}
 CUDA_ARCH=${CUDA_ARCH:-90}
 RES=${RESULTS_DIR:-$BUILD_DIR/gpu-check}
 mkdir -p "$RES"
-rm -f "$RES"/tests.json "$RES"/tests.log "$RES"/bench.json "$RES"/bench.log "$RES"/summary.txt "$RES"/sanitizer.log
+rm -f "$RES"/tests.json "$RES"/tests.log "$RES"/bench.json "$RES"/bench.log "$RES"/summary.txt "$RES"/sanitizer.log "$RES"/*_torch.json "$RES"/*_torch.log
 status=0
 problems=()
 fail() { status=1; problems+=("$1"); echo "check: FAILED: $1"; }
@@ -147,7 +152,10 @@ test_timeout=$(min "${TEST_TIMEOUT:-240}" $(( $(left) - bench_reserve )))
 [ "$test_timeout" -lt 30 ] && test_timeout=30
 
 # ---- tests ----
-if [ "$built_tests" = 1 ]; then
+if [ "$built_tests" = 1 ] && [ "${SKIP_TESTS:-0}" = 1 ]; then
+  echo "check: SKIP_TESTS=1: the CUDA tests do not run in this call"
+  bench_reserve=0
+elif [ "$built_tests" = 1 ]; then
   phase "tests: graft_tests_cuda"
   # A test that crashes or hangs the program counts as failed; the rest run in a fresh one.
   if command -v python3 > /dev/null 2>&1; then
@@ -201,10 +209,30 @@ if [ "$built_bench" = 1 ]; then
   [ $rc = 0 ] || fail "bench_cuda: some benchmarks failed or did not run (see bench.log)"
 fi
 
+# ---- PyTorch baselines: every bench/cuda/*_torch.py (needs torch with CUDA there) ----
+# Each script takes --out FILE and writes Google Benchmark-format JSON whose
+# names end in "@torch_..." so results.py pairs them with ours; a script that
+# finds no torch or no GPU exits 0 with a message and writes nothing.
+extra_args=()
+if [ "$built_bench" = 1 ] && [ $gpu_ok = 1 ] && command -v python3 > /dev/null 2>&1; then
+  for script in bench/cuda/*_torch.py; do
+    [ -f "$script" ] || continue
+    t=$(min "${TORCH_TIMEOUT:-90}" $(( $(left) - 15 )))
+    if [ "$t" -lt 15 ]; then echo "check: no time left for $script"; continue; fi
+    name=$(basename "$script" .py)
+    phase "PyTorch baseline: $script (at most $t s)"
+    timeout "$t" python3 "$script" --out "$RES/$name.json" > "$RES/$name.log" 2>&1
+    rc=$?
+    tail -5 "$RES/$name.log"
+    if [ $rc != 0 ]; then fail "$script: exit status $rc (see $name.log)"; fi
+    [ -s "$RES/$name.json" ] && extra_args+=(--extra "$RES/$name.json")
+  done
+fi
+
 # ---- results ----
 phase "results"
 if command -v python3 > /dev/null 2>&1; then
-  out=$(python3 tools/gpu/results.py --bench "$RES/bench.json" --tests "$RES/tests.json" --repo "$REPO" 2>&1)
+  out=$(python3 tools/gpu/results.py --bench "$RES/bench.json" "${extra_args[@]}" --tests "$RES/tests.json" --repo "$REPO" 2>&1)
   prc=$?
 else
   out="python3 is missing: no results file (the raw Google Benchmark JSON is bench.json)"

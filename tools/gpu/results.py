@@ -235,6 +235,9 @@ def print_table(doc, tests, truncated):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench", help="Google Benchmark JSON from bench_cuda")
+    ap.add_argument("--extra", action="append", default=[],
+                    help="more benchmark JSON in the same format (e.g. PyTorch baselines measured by a script); "
+                         "its runs join bench_cuda's, so '<name>@torch_sdpa' pairs with '<name>'")
     ap.add_argument("--tests", help="GoogleTest JSON report from graft_tests_cuda (for the table)")
     ap.add_argument("--commit", help="short commit (default: GRAFT_COMMIT, git, .gbench/commit)")
     ap.add_argument("--repo", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -245,6 +248,10 @@ def main():
     doc, truncated, path = None, False, None
     if args.bench and os.path.exists(args.bench) and os.path.getsize(args.bench) > 0:
         bench, truncated = load_bench(args.bench)
+        for extra in args.extra:
+            if os.path.exists(extra) and os.path.getsize(extra) > 0:
+                more, _ = load_bench(extra)
+                bench.setdefault("benchmarks", []).extend(more.get("benchmarks", []))
         doc, now = build(bench, find_commit(args.commit, args.repo))
         if tests is not None:
             doc["tests"] = {k: tests[k] for k in ("passed", "failed", "skipped")}
