@@ -125,14 +125,9 @@ const OpRegistry& op_registry() {
 }
 
 int64_t checked_numel(const NodeContext& ctx, const std::vector<int64_t>& shape, const char* what) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    GRAFT_NODE_CHECK(ctx, d >= 0, what << " has a negative dimension " << d << " in " << shape_str(shape));
-    GRAFT_NODE_CHECK(ctx, d == 0 || n <= ctx.max_elements() / d,
-                     what << " " << shape_str(shape) << " would hold more than the " << ctx.max_elements()
-                          << " elements allowed (LoadOptions::max_tensor_elements)");
-    n *= d;
-  }
+  std::string why;
+  const int64_t n = bounded_numel(shape, ctx.max_elements(), "LoadOptions::max_tensor_elements", false, why);
+  GRAFT_NODE_CHECK(ctx, n >= 0, what << ": " << why);
   return n;
 }
 

@@ -122,20 +122,10 @@ namespace {
 using Impl = OnnxModel::Impl;
 
 void check_dims(const Impl& m, const std::vector<int64_t>& dims, bool allow_unknown, const std::string& what) {
-  int64_t n = 1;
-  bool all_known = true;
-  for (int64_t d : dims) {
-    if (d < 0 && allow_unknown && d == -1) {
-      all_known = false;
-      continue;
-    }
-    GRAFT_CHECK(d >= 0, m.path << ": " << what << " has a negative dimension " << d << " in " << shape_str(dims));
-    GRAFT_CHECK(d == 0 || n <= m.options.max_tensor_elements / d,
-                m.path << ": " << what << " declares dims " << shape_str(dims) << ", more than the "
-                       << m.options.max_tensor_elements << " elements allowed (LoadOptions::max_tensor_elements)");
-    n *= d;
-  }
-  (void)all_known;
+  std::string why;
+  GRAFT_CHECK(bounded_numel(dims, m.options.max_tensor_elements, "LoadOptions::max_tensor_elements", allow_unknown,
+                            why) >= 0,
+              m.path << ": " << what << ": " << why);
 }
 
 ValueInfo value_info(const Impl& m, const ::onnx::ValueInfoProto& v, const std::string& what) {

@@ -46,13 +46,10 @@ int onnx_type_of(DType t) {
 
 // Element count of `dims`, or an error naming the tensor.
 int64_t checked_numel(const TP& t, const std::string& what) {
-  int64_t n = 1;
-  for (int64_t d : t.dims()) {
-    GRAFT_CHECK(d >= 0, what << ": negative dimension " << d << " in dims " << shape_str({t.dims().begin(), t.dims().end()}));
-    GRAFT_CHECK(d == 0 || n <= std::numeric_limits<int64_t>::max() / d,
-                what << ": dims " << shape_str({t.dims().begin(), t.dims().end()}) << " overflow 64-bit element counts");
-    n *= d;
-  }
+  std::string why;
+  const int64_t n = bounded_numel({t.dims().begin(), t.dims().end()}, std::numeric_limits<int64_t>::max(),
+                                  "64-bit element counts would overflow", false, why);
+  GRAFT_CHECK(n >= 0, what << ": " << why);
   return n;
 }
 
@@ -115,6 +112,25 @@ int typed_count(const TP& t) {
 }
 
 }  // namespace
+
+int64_t bounded_numel(const std::vector<int64_t>& dims, int64_t limit, const char* limit_name, bool allow_unknown,
+                      std::string& why) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d == -1 && allow_unknown) continue;
+    if (d < 0) {
+      why = "negative dimension " + std::to_string(d) + " in dims " + shape_str(dims);
+      return -1;
+    }
+    if (d != 0 && n > limit / d) {
+      why = "dims " + shape_str(dims) + " hold more than the " + std::to_string(limit) + " elements allowed (" +
+            limit_name + ")";
+      return -1;
+    }
+    n *= d;
+  }
+  return n;
+}
 
 bool supported_onnx_dtype(int onnx_type) {
   DType d;

@@ -1,7 +1,9 @@
 // ONNX TensorProto <-> engine Tensor, and the .pb files of the ONNX node tests.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/core/tensor.h"
 
@@ -25,6 +27,14 @@ void to_tensor_proto(const Tensor& t, const std::string& name, ::onnx::TensorPro
 Tensor read_tensor_file(const std::string& path);
 // Written to a temporary name and renamed.
 void write_tensor_file(const std::string& path, const Tensor& t, const std::string& name);
+
+// The element count of `dims`, or -1 with `why` set when a dimension is
+// negative (a -1 is skipped, as unknown, where `allow_unknown`) or the count
+// would exceed `limit` (`limit_name` says where the limit comes from). Every
+// size read from a file goes through it before anything is allocated; callers
+// prefix `why` with the file, node or tensor.
+int64_t bounded_numel(const std::vector<int64_t>& dims, int64_t limit, const char* limit_name, bool allow_unknown,
+                      std::string& why);
 
 // Whether Graft can hold this TensorProto data type, and its ONNX name.
 bool supported_onnx_dtype(int onnx_type);
