@@ -16,13 +16,14 @@
 #include <string>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/depthwise_index.h"
 
 namespace graft::kernels::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;  // threads per block, every kernel
-constexpr int kTileW = 4;      // adjacent pixels along W per thread (specialised kernels)
+using dw_index::kTileW;  // adjacent pixels along W per thread (specialised kernels)
 constexpr int kMaxChannelVecs = 32;  // channel vectors per block tile (one warp's width)
 
 // V consecutive elements as one access (16 bytes for the vector paths).
@@ -76,9 +77,6 @@ __device__ __forceinline__ void apply_epilogue(float (&v)[V], const Epi& ep, int
   }
 }
 
-// floor(a / b) for b > 0, usable in constant expressions.
-__host__ __device__ constexpr int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 // The block's filters, (taps, channel tile) in f32: ws[tap * ct + cl] = w[(c_base + cl) * taps + tap]
 // (0 past C). Reads w contiguously. Every thread of the block calls it.
 template <typename T>
@@ -105,6 +103,12 @@ __device__ __forceinline__ void load_row_weights(const float* ws, int a, int ct,
     }
 }
 
+// kTileOrder: the specialised kernels number their tiles (n, column strip,
+// row) with the row fastest, so the pixel slots of a block (threadIdx.y or .z)
+// hold consecutive rows of one kTileW-wide strip: the K input rows that
+// neighbouring output rows share are then read by the same block at about the
+// same time (L1 hits) instead of by K different blocks (L2 traffic).
+
 // ---- forward ------------------------------------------------------------------------------------
 
 // K x K, stride S, dilation 1. Thread: V channels x kTileW adjacent output
@@ -114,7 +118,7 @@ template <typename T, int V, int K, int S>
 __global__ void __launch_bounds__(kThreads)
     dw_forward_fixed(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, Epi ep, Geometry g) {
   extern __shared__ __align__(16) float ws[];
-  constexpr int TW = kTileW, NI = (TW - 1) * S + K;
+  constexpr int TW = kTileW, NI = dw_index::fwd_columns(K, S);
   const int ct = blockDim.x * V, c_base = blockIdx.y * ct;
   stage_weights(w, ws, g.c, K * K, c_base, ct);
   __syncthreads();
@@ -125,8 +129,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t tile64 = blockIdx.x * static_cast<int64_t>(blockDim.y) + threadIdx.y; tile64 < tiles;
        tile64 += static_cast<int64_t>(gridDim.x) * blockDim.y) {
     const int tile = static_cast<int>(tile64);
-    const int ow0 = (tile % owt) * TW, row = tile / owt;
-    const int oh = row % g.oh, n = row / g.oh;
+    const int oh = tile % g.oh, strip = tile / g.oh;  // rows fastest: see kTileOrder
+    const int ow0 = (strip % owt) * TW, n = strip / owt;
     float acc[TW][V];
 #pragma unroll
     for (int t = 0; t < TW; ++t)
@@ -148,7 +152,7 @@ __global__ void __launch_bounds__(kThreads)
         load_f32<T, V>(xrow + iw * g.c, xv);
 #pragma unroll
         for (int t = 0; t < TW; ++t) {
-          const int b = j - t * S;  // the tap joining input column j to output t
+          const int b = dw_index::fwd_tap(j, t, S);  // the tap joining input column j to output t
           if (b >= 0 && b < K) {
 #pragma unroll
             for (int l = 0; l < V; ++l) acc[t][l] = fmaf(xv[l], wr[b][l], acc[t][l]);
@@ -212,7 +216,7 @@ template <typename T, int V, int K, int S, int P>
 __device__ __forceinline__ void dw_backward_data_row(const T* dyrow, int qb, int ow_limit, int c_stride,
                                                      const float (&wr)[K][V], float (&acc)[kTileW][V]) {
   constexpr int TW = kTileW;
-  constexpr int JLO = floor_div(P - (K - 1), S), JHI = floor_div(P + TW - 1, S);
+  constexpr int JLO = dw_index::bwd_jlo(K, S, P), JHI = dw_index::bwd_jhi(S, P);
 #pragma unroll
   for (int j = JLO; j <= JHI; ++j) {
     const int q = qb + j;
@@ -221,7 +225,7 @@ __device__ __forceinline__ void dw_backward_data_row(const T* dyrow, int qb, int
     load_f32<T, V>(dyrow + q * c_stride, gv);
 #pragma unroll
     for (int t = 0; t < TW; ++t) {
-      const int b = P + t - S * j;  // P + t - b == S * j
+      const int b = dw_index::bwd_tap(P, t, S, j);  // P + t - b == S * j
       if (b >= 0 && b < K) {
 #pragma unroll
         for (int l = 0; l < V; ++l) acc[t][l] = fmaf(gv[l], wr[b][l], acc[t][l]);
@@ -249,8 +253,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t tile64 = blockIdx.x * static_cast<int64_t>(blockDim.y) + threadIdx.y; tile64 < tiles;
        tile64 += static_cast<int64_t>(gridDim.x) * blockDim.y) {
     const int tile = static_cast<int>(tile64);
-    const int iw0 = (tile % iwt) * TW, row = tile / iwt;
-    const int ih = row % g.h, n = row / g.h;
+    const int ih = tile % g.h, strip = tile / g.h;  // rows fastest: see kTileOrder
+    const int iw0 = (strip % iwt) * TW, n = strip / iwt;
     const int qb = (iw0 + g.pl) / S;
     float acc[TW][V];
 #pragma unroll
@@ -325,7 +329,7 @@ __global__ void __launch_bounds__(kThreads)
     dw_backward_weight_fixed(const T* __restrict__ x, const T* __restrict__ dy, float* __restrict__ partial,
                              Geometry g) {
   extern __shared__ float red[];  // [blockDim.z][K rows][K taps][ct]
-  constexpr int TW = kTileW, NI = (TW - 1) * S + K;
+  constexpr int TW = kTileW, NI = dw_index::fwd_columns(K, S);
   const int ct = blockDim.x * V, c_base = blockIdx.y * ct;
   const int c0 = c_base + threadIdx.x * V;
   const int a = threadIdx.y;  // filter row
@@ -340,8 +344,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t tile64 = blockIdx.x * static_cast<int64_t>(blockDim.z) + threadIdx.z; tile64 < tiles;
          tile64 += static_cast<int64_t>(gridDim.x) * blockDim.z) {
       const int tile = static_cast<int>(tile64);
-      const int ow0 = (tile % owt) * TW, row = tile / owt;
-      const int oh = row % g.oh, n = row / g.oh;
+      const int oh = tile % g.oh, strip = tile / g.oh;  // rows fastest: see kTileOrder
+      const int ow0 = (strip % owt) * TW, n = strip / owt;
       const int ih = oh * S - g.pt + a;
       if (ih < 0 || ih >= g.h) continue;
       float gv[TW][V];
@@ -365,7 +369,7 @@ __global__ void __launch_bounds__(kThreads)
         load_f32<T, V>(xrow + iw * g.c, xv);
 #pragma unroll
         for (int t = 0; t < TW; ++t) {
-          const int b = j - t * S;
+          const int b = dw_index::fwd_tap(j, t, S);
           if (b >= 0 && b < K) {
 #pragma unroll
             for (int l = 0; l < V; ++l) acc[b][l] = fmaf(gv[t][l], xv[l], acc[b][l]);
