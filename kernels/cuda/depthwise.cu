@@ -25,6 +25,12 @@ namespace {
 constexpr int kThreads = 256;  // threads per block, every kernel
 using dw_index::kTileW;  // adjacent pixels along W per thread (specialised kernels)
 constexpr int kMaxChannelVecs = 32;  // channel vectors per block tile (one warp's width)
+// Resident blocks per SM the specialised kernels ask ptxas for: 3 (<= 80
+// registers) for 3x3, 2 (<= 128) for 5x5, whose 5 x 8 filter values and 4 x 8
+// accumulators need ~110, and for the stride-2 backward-data (4 bytes spilled
+// at 80). Without a minimum ptxas picked ~80 for 3x3 and spilled a few bytes.
+template <int K, int S = 1>
+constexpr int kMinBlocks = K == 3 && S == 1 ? 3 : 2;
 
 // V consecutive elements as one access (16 bytes for the vector paths).
 template <typename T, int V>
@@ -57,24 +63,28 @@ struct Epi {
   int act;  // DwActivation
 };
 
+// act: 0 none, 1 relu, 2 relu6, 3 silu (DwActivation). Written as selects
+// rather than a switch, which ptxas turned into a jump table with spills.
 __device__ __forceinline__ float activate(float v, int act) {
-  switch (act) {
-    case 1: return fmaxf(v, 0.f);
-    case 2: return fminf(fmaxf(v, 0.f), 6.f);
-    case 3: return v / (1.f + expf(-v));
-    default: return v;
-  }
+  if (act == 0) return v;
+  if (act == 3) return v / (1.f + expf(-v));
+  const float r = fmaxf(v, 0.f);
+  return act == 2 ? fminf(r, 6.f) : r;
 }
 
+// The V channels' scale (1 when absent) and shift (0 when absent), loaded once per tile.
 template <int V>
-__device__ __forceinline__ void apply_epilogue(float (&v)[V], const Epi& ep, int c0) {
+__device__ __forceinline__ void load_epilogue(const Epi& ep, int c0, float (&sc)[V], float (&sh)[V]) {
 #pragma unroll
   for (int l = 0; l < V; ++l) {
-    float s = v[l];
-    if (ep.scale) s *= __ldg(ep.scale + c0 + l);
-    if (ep.shift) s += __ldg(ep.shift + c0 + l);
-    v[l] = activate(s, ep.act);
+    sc[l] = ep.scale ? __ldg(ep.scale + c0 + l) : 1.f;
+    sh[l] = ep.shift ? __ldg(ep.shift + c0 + l) : 0.f;
   }
+}
+template <int V>
+__device__ __forceinline__ void apply_epilogue(float (&v)[V], const float (&sc)[V], const float (&sh)[V], int act) {
+#pragma unroll
+  for (int l = 0; l < V; ++l) v[l] = activate(fmaf(v[l], sc[l], sh[l]), act);
 }
 
 // The block's filters, (taps, channel tile) in f32: ws[tap * ct + cl] = w[(c_base + cl) * taps + tap]
@@ -115,7 +125,7 @@ __device__ __forceinline__ void load_row_weights(const float* ws, int a, int ct,
 // pixels of one row; per filter row it reads the (kTileW-1)*S + K input
 // columns once and feeds each to every output that uses it.
 template <typename T, int V, int K, int S>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<K>)
     dw_forward_fixed(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, Epi ep, Geometry g) {
   extern __shared__ __align__(16) float ws[];
   constexpr int TW = kTileW, NI = dw_index::fwd_columns(K, S);
@@ -160,11 +170,13 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     }
+    float sc[V], sh[V];
+    load_epilogue<V>(ep, c0, sc, sh);
     T* yrow = y + ((n * g.oh + oh) * g.ow + ow0) * g.c + c0;
 #pragma unroll
     for (int t = 0; t < TW; ++t) {
       if (ow0 + t >= g.ow) break;
-      apply_epilogue<V>(acc[t], ep, c0);
+      apply_epilogue<V>(acc[t], sc, sh, ep.act);
       store_f32<T, V>(yrow + t * g.c, acc[t]);
     }
   }
@@ -200,7 +212,9 @@ __global__ void __launch_bounds__(kThreads)
         for (int l = 0; l < V; ++l) acc[l] = fmaf(xv[l], to_f32(w[(c0 + l) * taps + tap]), acc[l]);
       }
     }
-    apply_epilogue<V>(acc, ep, c0);
+    float sc[V], sh[V];
+    load_epilogue<V>(ep, c0, sc, sh);
+    apply_epilogue<V>(acc, sc, sh, ep.act);
     store_f32<T, V>(y + pix * g.c + c0, acc);
   }
 }
@@ -236,7 +250,7 @@ __device__ __forceinline__ void dw_backward_data_row(const T* dyrow, int qb, int
 
 // K x K, stride S, dilation 1: thread = V channels x kTileW adjacent dx pixels.
 template <typename T, int V, int K, int S>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<K, S>)
     dw_backward_data_fixed(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, Geometry g) {
   static_assert(kTileW % S == 0, "tile start must keep the phase (iw0 + pad_left) % S uniform");
   static_assert(S == 1 || S == 2, "phases 0..S-1 are dispatched below for S <= 2");
@@ -325,7 +339,7 @@ __global__ void __launch_bounds__(kThreads)
 // slots): the thread for filter row `a` accumulates the K taps of that row over
 // kTileW-wide output tiles, reading the tile's dy once and each input column once.
 template <typename T, int V, int K, int S>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<K>)
     dw_backward_weight_fixed(const T* __restrict__ x, const T* __restrict__ dy, float* __restrict__ partial,
                              Geometry g) {
   extern __shared__ float red[];  // [blockDim.z][K rows][K taps][ct]
@@ -563,10 +577,11 @@ unsigned pixel_blocks(int64_t items, int per_block, int channel_tiles) {
 
 // Slices for backward-weight: a function of the shape only (so the summation
 // order, and the result, do not depend on the device): about 1024 blocks in
-// all, never more than the pixel groups.
+// all, but each pixel slot at least 16 steps of work (groups = pixel-slot
+// steps in all), so small images do not spend more on partials than on data.
 int weight_slices(int64_t groups, int64_t blocks_per_slice) {
   const int64_t want = std::max<int64_t>(1, 1024 / blocks_per_slice);
-  return static_cast<int>(std::max<int64_t>(1, std::min(groups, want)));
+  return static_cast<int>(std::max<int64_t>(1, std::min((groups + 15) / 16, want)));
 }
 
 // cudaFuncSetAttribute once per kernel when its dynamic shared memory exceeds 48 KB

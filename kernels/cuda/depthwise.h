@@ -45,7 +45,7 @@ using cpu::Conv2dParams;
 enum class DwActivation : int { none = 0, relu = 1, relu6 = 2, silu = 3 };
 
 // Fused forward epilogue, per channel c, in f32 before the final rounding:
-//   y = act(conv * scale[c] + shift[c])
+//   y = act(fma(conv, scale[c], shift[c]))
 // scale null means 1, shift null means 0 (a bias is shift alone; a folded
 // eval-mode batch norm is scale = gamma * rstd, shift = beta - mean * scale).
 // scale and shift are f32 device arrays of C elements.
