@@ -13,7 +13,6 @@
 #include <cstdint>
 #include <set>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/depthwise.h"
@@ -248,6 +247,21 @@ TEST(CudaDepthwise, ForwardEpiloguesMatchTwin) {
         check_forward(s, t, 0, a, false, true, seed += 10);
         check_forward(s, t, 0, a, true, false, seed += 10);
       }
+}
+
+// An empty batch: forward and backward-data have nothing to write, backward-weight writes zeros.
+TEST(CudaDepthwise, EmptyBatchGivesZeroWeightGradient) {
+  REQUIRE_GPU();
+  Shape s = layer("empty", 0, 8, 16, 3, 1);
+  const Conv2dParams p = params_of(s);
+  for (DataType t : kDtypes) {
+    DeviceArray x(1, t), y(1, t), w(size_t(p.c * p.kh * p.kw), t);
+    kernels::cuda::depthwise_conv2d_forward(x.get(), w.get(), y.get(), t, p, {}, nullptr);
+    kernels::cuda::depthwise_conv2d_backward_data(y.get(), w.get(), x.get(), t, p, nullptr);
+    kernels::cuda::depthwise_conv2d_backward_weight(x.get(), y.get(), w.get(), t, p, nullptr);
+    CUDA_OK(cudaDeviceSynchronize());
+    for (float v : w.download()) ASSERT_EQ(v, 0.f) << kernels::cuda::dtype_name(t);
+  }
 }
 
 // ---- without a GPU ------------------------------------------------------------------------------
