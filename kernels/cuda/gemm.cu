@@ -3,15 +3,17 @@
 //  - CTA tile BM x BN (128x128 with 8 warps of 64x32, or 64x64 with 4 warps
 //    of 32x32), k in steps of BK = 64 bytes (32 bf16/f16 or 16 f32);
 //  - a 4-stage cp.async pipeline: while the warps multiply stage s, the
-//    copies of the next three k-tiles are in flight;
+//    copies of the next three k-tiles are in flight (16-byte copies; an
+//    unaligned operand is loaded element by element instead: kVec = false);
 //  - shared memory holds each operand as it lies in global memory
 //    (k-contiguous or mn-contiguous, gemm_layout.h), rows padded by 16 bytes
 //    so ldmatrix / LDS reads are free of bank conflicts;
 //  - fragments: bf16/f16 by ldmatrix.x4 (.trans for an mn-contiguous operand)
 //    into mma.m16n8k16; f32 by plain 32-bit LDS, rounded to TF32 (cvt.rna)
 //    into mma.m16n8k8;
-//  - epilogue straight from the accumulators: alpha, beta * C, biases,
-//    activation in f32, one rounding to the output dtype.
+//  - epilogue: accumulators staged through shared memory, then alpha,
+//    beta * C, biases, activation in f32 and one rounding to the output
+//    dtype, with coalesced row runs of C.
 // The index maps live in gemm_layout.h, where tests/cuda/test_gemm.cpp checks
 // them on the host.
 #include "kernels/cuda/gemm.h"
@@ -49,7 +51,6 @@ struct GemmArgs {
   const float* bias;      // per column, or null
   const float* bias_row;  // per row, or null
   int act;                // GemmActivation
-  bool vec_a, vec_b;      // operand loads by 16-byte cp.async (else element by element)
   bool pair_c;            // C pairs (2 elements) aligned for one store
 };
 
@@ -65,11 +66,11 @@ struct TileConfig {
   static_assert(WM % 16 == 0 && WN % 16 == 0, "a warp tile is whole 16x16 blocks (B loads 16 n at a time)");
 };
 // 128x128: 8 warps as 2 (m) x 4 (n), warp tile 64x32 = 4x4 mma tiles, 64 accumulators per thread.
-// Minimum 1 block per SM: ptxas then takes 126-184 registers and spills
-// nothing; capping at 128 (2 blocks) spilled 40-120 bytes per thread.
-using BigTile = TileConfig<128, 128, 2, 4, 1>;
-// 64x64: 4 warps as 2 x 2, warp tile 32x32 = 2x4 mma tiles; for problems with too few big tiles.
-using SmallTile = TileConfig<64, 64, 2, 2, 1>;
+// 2 blocks per SM (<= 128 registers: ptxas -v shows 120-128 on sm_90, no spills; 2 x 80 KB smem).
+using BigTile = TileConfig<128, 128, 2, 4, 2>;
+// 64x64: 4 warps as 2 x 2, warp tile 32x32 = 2x4 mma tiles; for problems with too few big tiles
+// and for unaligned operands. 4 blocks per SM (<= 128 registers; 40 KB smem each).
+using SmallTile = TileConfig<64, 64, 2, 2, 4>;
 
 // Shared-memory element: raw bits (cp.async and ldmatrix move bits).
 template <typename T>
@@ -95,13 +96,14 @@ struct Traits {
 // ---- global -> shared, one operand tile of one stage -----------------------------------------
 // The tile's stored rows row0.. (bound `rows`) and columns col0.. (bound
 // `cols`, contiguous in global memory with row stride ld). Out-of-range
-// elements become zeros. With `vec`, whole in-range chunks go by 16-byte
-// cp.async and wholly out-of-range ones by its zero fill; a chunk straddling
-// the column bound, or every chunk when !vec, goes element by element
-// through registers.
-template <class Tile, int kThreads, typename E>
-__device__ __forceinline__ void load_tile(E* s, const E* g, int64_t ld, int row0, int col0, int rows, int cols,
-                                          bool vec) {
+// elements become zeros.
+//  - kVec: 16-byte cp.async per chunk, zero-filled (nothing read) when out of
+//    range. The launcher picks this only when the operand's pointer, leading
+//    dimension and batch stride are 16-byte multiples and `cols` is a multiple
+//    of the chunk width, so a chunk is either wholly in range or wholly out.
+//  - otherwise element by element through registers (any alignment).
+template <class Tile, int kThreads, bool kVec, typename E>
+__device__ __forceinline__ void load_tile(E* s, const E* g, int64_t ld, int row0, int col0, int rows, int cols) {
   constexpr int V = Tile::kChunkElems;
 #pragma unroll
   for (int i = 0; i < Tile::kChunks / kThreads; ++i) {
@@ -111,10 +113,9 @@ __device__ __forceinline__ void load_tile(E* s, const E* g, int64_t ld, int row0
     E* dst = s + r * Tile::kPitch + cc;
     const bool row_ok = gr < rows;
     const E* src = g + static_cast<int64_t>(gr) * ld + gc;
-    if (vec && row_ok && gc + V <= cols) {
-      mma::cp_async16(dst, src, true);
-    } else if (vec && (!row_ok || gc >= cols)) {
-      mma::cp_async16(dst, g, false);  // zero fill; nothing is read
+    if constexpr (kVec) {
+      const bool in = row_ok && gc < cols;  // the whole chunk (cols % V == 0)
+      mma::cp_async16(dst, in ? src : g, in);
     } else {
 #pragma unroll
       for (int e = 0; e < V; ++e) dst[e] = (row_ok && gc + e < cols) ? src[e] : E(0);
@@ -170,7 +171,7 @@ __device__ __forceinline__ void store_pair(T* p, float lo, float hi) {
 
 // ---- the kernel ------------------------------------------------------------------------------------
 // grid.x: output tiles (gemm_layout::tile_of_block order); grid.y strides over the batch.
-template <typename T, class Cfg, bool kTA, bool kTB>
+template <typename T, class Cfg, bool kTA, bool kTB, bool kVec>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemm_tc_kernel(const GemmArgs p) {
   using Tr = Traits<T, Cfg, kTA, kTB>;
   using E = typename Tr::E;
@@ -202,10 +203,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemm_tc_kernel
       const int k0 = kt * BK;
       E* const sa = sA + stage * TileA::kElems;
       E* const sb = sB + stage * TileB::kElems;
-      if constexpr (kTA) load_tile<TileA, Cfg::kThreads>(sa, ga, p.lda, k0, m0, a_rows, a_cols, p.vec_a);
-      else load_tile<TileA, Cfg::kThreads>(sa, ga, p.lda, m0, k0, a_rows, a_cols, p.vec_a);
-      if constexpr (kTB) load_tile<TileB, Cfg::kThreads>(sb, gb, p.ldb, n0, k0, b_rows, b_cols, p.vec_b);
-      else load_tile<TileB, Cfg::kThreads>(sb, gb, p.ldb, k0, n0, b_rows, b_cols, p.vec_b);
+      if constexpr (kTA) load_tile<TileA, Cfg::kThreads, kVec>(sa, ga, p.lda, k0, m0, a_rows, a_cols);
+      else load_tile<TileA, Cfg::kThreads, kVec>(sa, ga, p.lda, m0, k0, a_rows, a_cols);
+      if constexpr (kTB) load_tile<TileB, Cfg::kThreads, kVec>(sb, gb, p.ldb, n0, k0, b_rows, b_cols);
+      else load_tile<TileB, Cfg::kThreads, kVec>(sb, gb, p.ldb, k0, n0, b_rows, b_cols);
     };
 
     float acc[MT][NT][4];
@@ -358,10 +359,10 @@ bool extent_fits(int64_t rows, int64_t ld, int64_t batch, int64_t stride) {
   return !__builtin_add_overflow(a, b, &s);
 }
 
-template <typename T, class Cfg, bool kTA, bool kTB>
+template <typename T, class Cfg, bool kTA, bool kTB, bool kVec>
 void launch_kernel(GemmArgs p, cudaStream_t stream) {
   constexpr int smem = Traits<T, Cfg, kTA, kTB>::kSmemBytes;
-  auto* kernel = gemm_tc_kernel<T, Cfg, kTA, kTB>;
+  auto* kernel = gemm_tc_kernel<T, Cfg, kTA, kTB, kVec>;
   // Above 48 KB a kernel must opt in; done once per kernel (static), its result checked at every call.
   static const cudaError_t opt_in = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   GRAFT_KERNEL_CUDA_CHECK(opt_in);
@@ -373,12 +374,12 @@ void launch_kernel(GemmArgs p, cudaStream_t stream) {
   GRAFT_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename T, class Cfg>
+template <typename T, class Cfg, bool kVec>
 void launch_trans(Trans ta, Trans tb, const GemmArgs& p, cudaStream_t stream) {
-  if (ta == Trans::no && tb == Trans::no) launch_kernel<T, Cfg, false, false>(p, stream);
-  else if (ta == Trans::no && tb == Trans::yes) launch_kernel<T, Cfg, false, true>(p, stream);
-  else if (ta == Trans::yes && tb == Trans::no) launch_kernel<T, Cfg, true, false>(p, stream);
-  else launch_kernel<T, Cfg, true, true>(p, stream);
+  if (ta == Trans::no && tb == Trans::no) launch_kernel<T, Cfg, false, false, kVec>(p, stream);
+  else if (ta == Trans::no && tb == Trans::yes) launch_kernel<T, Cfg, false, true, kVec>(p, stream);
+  else if (ta == Trans::yes && tb == Trans::no) launch_kernel<T, Cfg, true, false, kVec>(p, stream);
+  else launch_kernel<T, Cfg, true, true, kVec>(p, stream);
 }
 
 int multiprocessors() {
@@ -454,17 +455,24 @@ void gemm_impl(const char* fn, Trans ta, Trans tb, int64_t m, int64_t n, int64_t
   p.bias = ep.bias;
   p.bias_row = ep.bias_row;
   p.act = act;
-  p.vec_a = aligned16(a) && (lda * es) % 16 == 0 && (stride_a * es) % 16 == 0;
-  p.vec_b = aligned16(b) && (ldb * es) % 16 == 0 && (stride_b * es) % 16 == 0;
+  // 16-byte loads need each operand's pointer, leading dimension and batch
+  // stride in 16-byte multiples, and its contiguous extent (k, m or n) a
+  // multiple of the chunk width (16 bytes), so that no chunk straddles the edge.
+  const int64_t chunk = 16 / es;
+  const bool vec = aligned16(a) && (lda * es) % 16 == 0 && (stride_a * es) % 16 == 0 &&
+                   (ta == Trans::no ? k : m) % chunk == 0 && aligned16(b) && (ldb * es) % 16 == 0 &&
+                   (stride_b * es) % 16 == 0 && (tb == Trans::no ? n : k) % chunk == 0;
   p.pair_c = (reinterpret_cast<uintptr_t>(c) % (2 * es)) == 0 && ldc % 2 == 0 && stride_c % 2 == 0;
 
-  // Big tiles unless they would leave SMs idle (e.g. M = 64 or a 1576 x 768 linear layer).
+  // Big tiles unless they would leave SMs idle (e.g. M = 64 or a 1576 x 768
+  // linear layer); unaligned operands always take the small element-wise-loading kernel.
   const int64_t big_tiles = ((m + BigTile::BM - 1) / BigTile::BM) * ((n + BigTile::BN - 1) / BigTile::BN) *
                             std::min<int64_t>(batch, 65535);
-  const bool small = big_tiles < multiprocessors();
+  const bool small = !vec || big_tiles < multiprocessors();
   GRAFT_DISPATCH_FLOAT(dt, T, {
-    if (small) launch_trans<T, SmallTile>(ta, tb, p, stream);
-    else launch_trans<T, BigTile>(ta, tb, p, stream);
+    if (!vec) launch_trans<T, SmallTile, false>(ta, tb, p, stream);
+    else if (small) launch_trans<T, SmallTile, true>(ta, tb, p, stream);
+    else launch_trans<T, BigTile, true>(ta, tb, p, stream);
   });
 }
 

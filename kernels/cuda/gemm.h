@@ -15,11 +15,13 @@
 // One kernel template serves every valid input (kernels/cuda/gemm.cu): a CTA
 // tile of 128x128 (8 warps of 64x32), or 64x64 (4 warps of 32x32) when the
 // big tiles would not fill the GPU, a 4-stage cp.async pipeline and padded
-// shared memory. Edges need no other kernel: M, N, K of any size are
-// zero-filled on load and guarded on store; an operand whose pointer, leading
-// dimension or batch stride is not 16-byte aligned is loaded element by
-// element (slower, correct), and C is stored element by element unless its
-// pairs are aligned.
+// shared memory. M, N, K of any size are zero-filled on load and guarded on
+// store. The 16-byte cp.async loads need, for both A and B, the pointer, the
+// leading dimension and the batch stride in 16-byte multiples and the
+// contiguous extent (k, or m / n when transposed) a multiple of 8 (16-bit)
+// or 4 (f32) elements; otherwise the same kernel runs with 64x64 tiles and
+// loads element by element (slower, correct). C is stored in pairs when its
+// pointer, ldc and stride_c allow, else element by element.
 //
 // Bad arguments throw std::invalid_argument naming the launcher and the
 // argument, before any CUDA call. m, n, k <= 2^30.

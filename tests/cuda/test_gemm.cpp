@@ -434,12 +434,20 @@ Case shape(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k) {
 }
 
 // Every transpose combination and dtype on odd shapes: partial tiles in m, n
-// and k, k smaller than one k-tile, one element, both tile configurations
-// (1000 x 1025 runs 64x64 tiles on an H100; 300 x 520 x 200 runs 128x128).
+// and k, k smaller than one k-tile, one element. Which kernel runs (on an
+// H100, 132 SMs): sizes not a multiple of 8 (16-bit) / 4 (f32) along an
+// operand's contiguous dimension take the element-by-element loads (64x64
+// tiles); multiples of 8 take 16-byte cp.async with 64x64 tiles below 132
+// tiles of 128x128, and 128x128 tiles from there (1000x2056, 2056x1032).
 TEST(CudaGemm, EveryTransposeAndDtypeOnOddShapes) {
   REQUIRE_GPU();
-  const int64_t shapes[][3] = {{1, 1, 1},     {7, 33, 65},  {1000, 1025, 17}, {64, 48, 1}, {130, 129, 70},
-                               {16, 8, 16},   {33, 1, 200}, {1, 300, 45},     {300, 520, 200}, {129, 257, 1031}};
+  const int64_t shapes[][3] = {// element-by-element loads
+                               {1, 1, 1}, {7, 33, 65}, {1000, 1025, 17}, {64, 48, 1}, {130, 129, 70}, {33, 1, 200},
+                               {1, 300, 45},
+                               // 16-byte loads, 64x64 tiles
+                               {16, 8, 16}, {136, 200, 72}, {300, 520, 200}, {8, 1032, 8},
+                               // 16-byte loads, 128x128 tiles with partial edges in m, n and k
+                               {1000, 2056, 72}, {2056, 1032, 136}};
   for (DataType t : kTypes)
     for (Trans ta : kTrans)
       for (Trans tb : kTrans)
@@ -468,14 +476,16 @@ TEST(CudaGemm, LinearLayerShapes) {
   }
 }
 
-// Each activation with both biases, alpha and beta, on both tile configurations.
+// Each activation with both biases, alpha and beta, on the three kernels
+// (element-wise loads; 16-byte loads with 64x64 and with 128x128 tiles).
 TEST(CudaGemm, EpilogueMatchesTwin) {
   REQUIRE_GPU();
   const GemmActivation acts[] = {GemmActivation::none, GemmActivation::relu, GemmActivation::relu6,
                                  GemmActivation::silu, GemmActivation::gelu_erf, GemmActivation::gelu_tanh};
   for (DataType t : kTypes)
     for (GemmActivation act : acts)
-      for (const auto& s : {std::array<int64_t, 3>{70, 90, 40}, std::array<int64_t, 3>{520, 300, 96}}) {
+      for (const auto& s : {std::array<int64_t, 3>{70, 90, 40}, std::array<int64_t, 3>{520, 304, 96},
+                            std::array<int64_t, 3>{1032, 2056, 40}}) {
         Case c = shape(Trans::no, Trans::yes, s[0], s[1], s[2]);
         c.act = act;
         c.bias = true;
@@ -536,6 +546,14 @@ TEST(CudaGemm, BatchedMatchesTwin) {
         big.batch = 12;
         big.alpha = 0.125f;
         run_case(big, t);
+        Case vec = shape(ta, tb, 64, 200, 96);  // 16-byte loads: every extent, ld and stride in 16-byte multiples
+        vec.batch = 5;
+        vec.gap = 8;
+        vec.bias = true;
+        run_case(vec, t);
+        Case wide = shape(ta, tb, 256, 512, 64);  // 8 tiles x 20 items: 128x128 tiles
+        wide.batch = 20;
+        run_case(wide, t);
       }
   Case one = shape(Trans::no, Trans::yes, 100, 100, 100);
   one.batch = 1;
@@ -566,21 +584,23 @@ TEST(CudaGemm, MisalignedPointersAndOddLeadingDimensions) {
         d.pad_c = 1;
         d.bias = true;
         run_case(d, t);
-        d.pad_a = 8;  // aligned padding: the vector path with padding present
-        d.pad_b = 8;
-        d.pad_c = 2;
-        run_case(d, t);
+        Case e = shape(ta, tb, 152, 144, 136);  // aligned padding: the 16-byte path with padding present
+        e.pad_a = 8;
+        e.pad_b = 8;
+        e.pad_c = 2;
+        e.bias = true;
+        run_case(e, t);
       }
 }
 
-// Long k with small m, n (the pipeline over many k-tiles, the 64x64 tiles)
-// and a square 1024 problem (128x128 tiles, many stages), bf16 and f32.
+// Long k with small m, n (the pipeline over many k-tiles, 64x64 tiles; a
+// partial last k-tile with 16-byte loads) and 2048 x 2048 x 512 (128x128 tiles).
 TEST(CudaGemm, LongKAndSquare) {
   REQUIRE_GPU();
   for (DataType t : {DataType::bf16, DataType::f32}) {
     run_case(shape(Trans::no, Trans::yes, 64, 64, 4096), t);
     run_case(shape(Trans::yes, Trans::no, 96, 80, 2049), t);
-    run_case(shape(Trans::no, Trans::no, 1024, 1024, 1024), t);
+    run_case(shape(Trans::no, Trans::no, 2048, 2048, 512), t);
   }
 }
 
