@@ -259,10 +259,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemm_tc_kernel
             const E* addr = sb + TileB::ldmatrix_offset(wn0 + j * 16, ks, lane);
             if constexpr (TileB::kKContiguous) mma::ldmatrix_x4(r, addr);
             else mma::ldmatrix_x4_trans(r, addr);
-            bf[2 * j][0] = r[0];
-            bf[2 * j][1] = r[2];
-            bf[2 * j + 1][0] = r[1];
-            bf[2 * j + 1][1] = r[3];
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+              for (int q = 0; q < 2; ++q) bf[2 * j + h][q] = r[TileB::x4_reg_for_b(h, q)];
           }
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt)

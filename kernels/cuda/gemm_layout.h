@@ -68,6 +68,11 @@ struct SmemTile {
     return kKContig ? offset(mn0 + (i & 1) * 8 + r, k0 + (i >> 1) * 8) : offset(mn0 + (i & 1) * 8, k0 + (i >> 1) * 8 + r);
   }
 
+  // For B (mn = n), the x4 registers above cover two 8-wide n-tiles: n-tile
+  // `nt` (0 or 1) takes b[reg] = r[x4_reg_for_b(nt, reg)], i.e. {r[0], r[2]}
+  // for n 0-7 and {r[1], r[3]} for n 8-15 (b[0]: k 0-7, b[1]: k 8-15).
+  GRAFT_GEMM_HD static constexpr int x4_reg_for_b(int nt, int reg) { return nt + 2 * reg; }
+
   // 16-byte chunk c of the tile (c < kChunks): its stored row and first column.
   GRAFT_GEMM_HD static constexpr int chunk_row(int c) { return c / kChunksPerRow; }
   GRAFT_GEMM_HD static constexpr int chunk_col(int c) { return (c % kChunksPerRow) * kChunkElems; }

@@ -100,7 +100,7 @@ TEST(CudaGemmLayout, FragmentMapsMatchTheMmaDocumentation) {
 // Simulates ldmatrix.x4 (plain or .trans) on a shared-memory image whose
 // element at Tile::offset(mn, k) encodes (mn, k), and checks that the
 // registers are the A fragment of the 16x16 block and, regrouped as the kernel
-// does ({r0, r2} and {r1, r3}), the B fragments of its two 8-wide n-tiles.
+// does (x4_reg_for_b), the B fragments of its two 8-wide n-tiles.
 template <class Tile>
 void check_ldmatrix_fragments(int mn0, int k0) {
   const std::string what = std::string(Tile::kKContiguous ? "k-contiguous" : "mn-contiguous") + " pitch " +
@@ -134,13 +134,12 @@ void check_ldmatrix_fragments(int mn0, int k0) {
         doc_a16(lane, i, h, &row, &k);
         EXPECT_EQ(got[i][h], (mn0 + row) * 1000 + (k0 + k)) << what << " A fragment lane " << lane << " reg " << i;
       }
-    const int b_regs[2][2] = {{0, 2}, {1, 3}};  // n-tile j gets registers {b_regs[j][0], b_regs[j][1]}
-    for (int j = 0; j < 2; ++j)
+    for (int j = 0; j < 2; ++j)  // n-tile j takes b[r] = got[Tile::x4_reg_for_b(j, r)], as the kernel does
       for (int r = 0; r < 2; ++r)
         for (int h = 0; h < 2; ++h) {
           int k, n;
           doc_b16(lane, r, h, &k, &n);
-          EXPECT_EQ(got[b_regs[j][r]][h], (mn0 + 8 * j + n) * 1000 + (k0 + k))
+          EXPECT_EQ(got[Tile::x4_reg_for_b(j, r)][h], (mn0 + 8 * j + n) * 1000 + (k0 + k))
               << what << " B fragment n-tile " << j << " lane " << lane << " reg " << r;
         }
   }
@@ -176,7 +175,7 @@ void check_tf32_banks(int mn0, int k0) {
 }
 
 // The 16-byte chunks cover each stored element of the tile exactly once and
-// never the padding.
+// never the padding, at the offsets the fragment reads use.
 template <class Tile>
 void check_chunks() {
   std::vector<int> hits(Tile::kElems, 0);
@@ -185,7 +184,14 @@ void check_chunks() {
     ASSERT_LT(r, Tile::kRows);
     ASSERT_LE(col + Tile::kChunkElems, Tile::kCols);
     ASSERT_EQ((r * Tile::kPitch + col) * (16 / Tile::kChunkElems) % 16, 0) << "chunk " << c << " misaligned";
-    for (int e = 0; e < Tile::kChunkElems; ++e) ++hits[r * Tile::kPitch + col + e];
+    for (int e = 0; e < Tile::kChunkElems; ++e) {
+      ++hits[r * Tile::kPitch + col + e];
+      // What the loader writes at stored (row, column) is what the fragment
+      // reads back through offset(mn, k): (mn, k) = (row, column) when
+      // k-contiguous, (column, row) when mn-contiguous.
+      const int at = Tile::kKContiguous ? Tile::offset(r, col + e) : Tile::offset(col + e, r);
+      EXPECT_EQ(at, r * Tile::kPitch + col + e);
+    }
   }
   for (int r = 0; r < Tile::kRows; ++r)
     for (int col = 0; col < Tile::kPitch; ++col)
