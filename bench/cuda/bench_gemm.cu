@@ -122,7 +122,8 @@ double sampled_error(const Problem& p, const Operands& o) {
   const int64_t rows[] = {0, p.m / 3, p.m - 1}, cols[] = {0, p.n / 2 + 1 < p.n ? p.n / 2 + 1 : 0, p.n - 1};
   for (int64_t i : rows)
     for (int64_t j : cols) {
-      // op(A)[i][kk]: A[i * lda + kk] (N) or A[kk * lda + i] (T); op(B)[kk][j]: B[kk * ldb + j] (N) or B[j * ldb + kk] (T).
+      // op(A)[i][kk]: A[i * lda + kk] (N) or A[kk * lda + i] (T);
+      // op(B)[kk][j]: B[kk * ldb + j] (N) or B[j * ldb + kk] (T).
       const std::vector<double> ar = p.ta == Trans::no ? fetch(o.a.p, i * p.lda(), 1) : fetch(o.a.p, i, p.lda());
       const std::vector<double> bc = p.tb == Trans::no ? fetch(o.b.p, j, p.ldb()) : fetch(o.b.p, j * p.ldb(), 1);
       double ref = 0;

@@ -307,7 +307,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemm_tc_kernel
         for (int h = 0; h < 2; ++h) {
           const int r = wm0 + mt * 16 + gl::mma_c_row(2 * h, lane);
           const int cc = wn0 + nt * 8 + gl::mma_c_col(2 * h, lane);  // even; register 2h+1 is column cc+1
-          *reinterpret_cast<float2*>(sC + r * Tr::kCPitch + cc) = make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+          *reinterpret_cast<float2*>(sC + r * Tr::kCPitch + cc) =
+              make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
         }
     __syncthreads();
     // 2. one thread per pair of columns, consecutive threads along a row.

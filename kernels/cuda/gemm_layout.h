@@ -65,7 +65,8 @@ struct SmemTile {
   //    each; the transpose hands lane L the elements (k = 2(L%4), +1; mn = L/4).
   GRAFT_GEMM_HD static constexpr int ldmatrix_offset(int mn0, int k0, int lane) {
     const int i = lane >> 3, r = lane & 7;
-    return kKContig ? offset(mn0 + (i & 1) * 8 + r, k0 + (i >> 1) * 8) : offset(mn0 + (i & 1) * 8, k0 + (i >> 1) * 8 + r);
+    return kKContig ? offset(mn0 + (i & 1) * 8 + r, k0 + (i >> 1) * 8)   // row r of matrix i: an mn row
+                    : offset(mn0 + (i & 1) * 8, k0 + (i >> 1) * 8 + r);  // row r of matrix i: a k row
   }
 
   // For B (mn = n), the x4 registers above cover two 8-wide n-tiles: n-tile
