@@ -120,15 +120,16 @@ double sampled_error(const Problem& p, const Operands& o) {
   };
   double worst = 0, scale = 1e-6;
   const int64_t rows[] = {0, p.m / 3, p.m - 1}, cols[] = {0, p.n / 2 + 1 < p.n ? p.n / 2 + 1 : 0, p.n - 1};
-  for (int64_t i : rows)
-    for (int64_t j : cols) {
-      // op(A)[i][kk]: A[i * lda + kk] (N) or A[kk * lda + i] (T);
-      // op(B)[kk][j]: B[kk * ldb + j] (N) or B[j * ldb + kk] (T).
-      const std::vector<double> ar = p.ta == Trans::no ? fetch(o.a.p, i * p.lda(), 1) : fetch(o.a.p, i, p.lda());
-      const std::vector<double> bc = p.tb == Trans::no ? fetch(o.b.p, j, p.ldb()) : fetch(o.b.p, j * p.ldb(), 1);
+  // op(A)[i][kk]: A[i * lda + kk] (N) or A[kk * lda + i] (T);
+  // op(B)[kk][j]: B[kk * ldb + j] (N) or B[j * ldb + kk] (T).
+  std::vector<std::vector<double>> a_rows, b_cols;
+  for (int64_t i : rows) a_rows.push_back(p.ta == Trans::no ? fetch(o.a.p, i * p.lda(), 1) : fetch(o.a.p, i, p.lda()));
+  for (int64_t j : cols) b_cols.push_back(p.tb == Trans::no ? fetch(o.b.p, j, p.ldb()) : fetch(o.b.p, j * p.ldb(), 1));
+  for (size_t ri = 0; ri < 3; ++ri)
+    for (size_t ci = 0; ci < 3; ++ci) {
       double ref = 0;
-      for (int64_t kk = 0; kk < p.k; ++kk) ref += ar[size_t(kk)] * bc[size_t(kk)];
-      const double got = host_value(o.c.p, p.dt, i * p.ldc() + j);
+      for (size_t kk = 0; kk < size_t(p.k); ++kk) ref += a_rows[ri][kk] * b_cols[ci][kk];
+      const double got = host_value(o.c.p, p.dt, rows[ri] * p.ldc() + cols[ci]);
       if (!std::isfinite(got)) return INFINITY;
       worst = std::max(worst, std::fabs(got - ref));
       scale = std::max(scale, std::fabs(ref));
