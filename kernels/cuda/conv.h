@@ -13,12 +13,15 @@
 // One kernel template serves all three passes; per group g (blockIdx.z):
 //   forward        M = N*OH*OW (output pixels), Nc = O/g, K = KH*KW*C/g
 //                  A = im2col(x) gathered on the fly, B = w
-//   backward-data  M = N*H*W (input pixels), Nc = C/g, K = KH*KW*O/g
-//                  A = dy gathered through the taps (a tap of a strided conv
-//                  that falls between output positions is zero-filled, not
-//                  decomposed by stride phase: a stride-2 layer does up to 4x
-//                  the necessary MMA work), B = w transposed per group to
-//                  (C/g, KH, KW, O/g) in stream-ordered scratch
+//   backward-data  decomposed by stride phase: the input pixels with the
+//                  same (iy mod sh, ix mod sw) form one GEMM (blockIdx.z runs
+//                  over groups x phases) whose K is only the taps that land
+//                  on an output position for that phase; so M = N*H*W/(sh*sw)
+//                  (about), Nc = C/g, K = (KH/sh)*(KW/sw)*O/g (about), and no
+//                  MMA work is spent on taps between output positions
+//                  (convidx::Phase). A = dy gathered through those taps,
+//                  B = w transposed per group to (C/g, KH, KW, O/g) in
+//                  stream-ordered scratch by a small kernel
 //   backward-weight M = O/g, Nc = KH*KW*C/g, K = N*OH*OW, split over K across
 //                  blocks into f32 partials (scratch), summed in a fixed
 //                  order by a second kernel (deterministic, no atomics)

@@ -17,26 +17,32 @@ __device__ __forceinline__ void store_pair(T* p, float v0, float v1) {
 }
 
 // ---- backward-data ------------------------------------------------------------------------
-// A rows: input pixels m0 + tid / 4 (+ 64); B rows: input channels of the
-// group n0 + tid / 4 (+ 64); chunk column tid % 4.
+// One stride phase per block (blockIdx.z = group * splits + phase - phase_base:
+// the launcher's "splits" are phases here; see convidx::Phase): A rows are the phase's input pixels m0 + tid / 4 (+ 64),
+// B rows the group's input channels n0 + tid / 4 (+ 64), chunk column tid % 4,
+// and k runs over the phase's contributing taps only.
 template <typename T>
 struct BwdDataPolicy {
   static constexpr bool kAK = true, kBK = true;
   const Args& args;
-  int group, kc, row[2];
+  int group, kc, row[2], k_total, k_tile_begin;
+  convidx::Phase f;
   convidx::InputRow arow[2];
   convidx::DenseRow prow[2];
   convidx::DenseRow brow[2];
 
-  __device__ BwdDataPolicy(const Args& a, int m0, int n0, int grp, int /*split*/, int tid) : args(a), group(grp) {
+  __device__ BwdDataPolicy(const Args& a, int m0, int n0, int grp, int split, int tid) : args(a), group(grp) {
     kc = tid & 3;
+    f = convidx::bwd_data_phase(a.q, a.phase_base + split);
+    k_total = f.K;
+    k_tile_begin = 0;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       row[i] = (tid >> 2) + i * 64;
       if (a.plain)
-        prow[i] = convidx::plain_row(m0 + row[i], a.M, a.q.o, grp * a.q.og);
+        prow[i] = convidx::plain_row(m0 + row[i], f.M, a.q.o, grp * a.q.og);
       else
-        arow[i] = convidx::bwd_data_a_row(a.q, grp, m0 + row[i]);
+        arow[i] = convidx::bwd_data_a_row(a.q, f, grp, m0 + row[i]);
       brow[i] = convidx::bwd_data_b_row(a.q, grp, n0 + row[i]);
     }
   }
@@ -46,30 +52,33 @@ struct BwdDataPolicy {
     for (int i = 0; i < 2; ++i) {
       if (args.plain) {
         const convidx::DenseRow r = prow[i];
-        const int K = args.K;
+        const int K = k_total;
         load_chunk_kcontig<T>(tile, dy, args.vec, row[i], kc, k0, [&](int k) { return convidx::dense_at(r, k, K); });
       } else {
         const convidx::InputRow r = arow[i];
         const Geom& q = args.q;
+        const convidx::Phase& ph = f;
         load_chunk_kcontig<T>(tile, dy, args.vec, row[i], kc, k0,
-                              [&](int k) { return convidx::bwd_data_a_at(q, r, k); });
+                              [&](int k) { return convidx::bwd_data_a_at(q, ph, r, k); });
       }
     }
   }
   __device__ __forceinline__ void load_b(char* tile, int k0) {
     const T* wt = static_cast<const T*>(args.b);
+    const Geom& q = args.q;
+    const convidx::Phase& ph = f;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const convidx::DenseRow r = brow[i];
-      const int K = args.K;
-      load_chunk_kcontig<T>(tile, wt, args.vec, row[i], kc, k0, [&](int k) { return convidx::dense_at(r, k, K); });
+      load_chunk_kcontig<T>(tile, wt, args.vec, row[i], kc, k0,
+                            [&](int k) { return convidx::bwd_data_b_at(q, ph, r, k); });
     }
   }
-  // (m, n): input pixel m, input channel group * cg + n.
+  // (m, n): the phase's input pixel m, input channel group * cg + n.
   __device__ __forceinline__ void store(int m, int n, float v0, float v1) const {
     const Geom& q = args.q;
-    if (m >= args.M || n >= q.cg) return;
-    const int off = m * q.c + group * q.cg + n;
+    if (m >= f.M || n >= q.cg) return;
+    const int off = convidx::bwd_data_pixel(q, f, m) * q.c + group * q.cg + n;
     const bool two = n + 1 < q.cg;
     T* dx = static_cast<T*>(args.out);
     if (two && args.pair_out) {
@@ -93,12 +102,14 @@ struct BwdWeightPolicy {
   static constexpr int kRowsPerPass = kThreads / kChunksPerRow;
   static_assert(2 * kRowsPerPass == Elem<T>::kBK, "two passes of chunks cover one stage");
   const Args& args;
-  int group, split, mc, krow[2], m_first, n_first;
+  int group, split, mc, krow[2], m_first, n_first, k_total, k_tile_begin;
   convidx::TapCol col;  // tap of this thread's first B column (all of its chunk when vec)
 
   __device__ BwdWeightPolicy(const Args& a, int m0, int n0, int grp, int spl, int tid)
       : args(a), group(grp), split(spl) {
     mc = tid % kChunksPerRow;
+    k_total = a.K;
+    k_tile_begin = spl * a.k_tiles_per_split;
     krow[0] = tid / kChunksPerRow;
     krow[1] = krow[0] + kRowsPerPass;
     m_first = m0 + mc * V;
@@ -203,20 +214,27 @@ void conv2d_backward_data(const Conv2dParams& p, const void* dy, const void* w, 
   a.a = dy;
   a.b = wt.p;
   a.out = dx;
-  a.M = q.n * q.h * q.w;
+  a.M = convidx::bwd_data_max_phase_m(q);  // grid x; each phase guards its own M
   a.N = q.cg;
-  a.K = q.kh * q.kw * q.og;
-  a.splits = 1;
+  a.K = q.kh * q.kw * q.og;  // the largest phase K (stride 1); blocks use their phase's
   a.k_tiles_per_split = (a.K + bk - 1) / bk;
   a.split_stride = 0;
-  a.vec = q.og % vec == 0 && aligned16(dy);  // wt comes from cudaMallocAsync: aligned
+  // The phase's K is a multiple of O/g, so 16-byte chunks never straddle taps
+  // (wt comes from cudaMallocAsync: aligned).
+  a.vec = q.og % vec == 0 && aligned16(dy);
   a.plain = is_plain(p);
   a.pair_out = q.cg % 2 == 0 && aligned_to(dx, 2 * es);
+  // Phases, at most 65535 / groups per launch (grid z).
+  const int phases = convidx::bwd_data_phase_count(q), per_launch = std::max(1, 65535 / q.groups);
   GRAFT_DISPATCH_FLOAT(dt, T, {
     transpose_weight_kernel<T><<<grid_for(w_count, 256, 4096), 256, 0, stream>>>(static_cast<const T*>(w),
                                                                                  static_cast<T*>(wt.p), q);
     GRAFT_KERNEL_LAUNCH_CHECK();
-    launch_igemm<T, BwdDataPolicy>(a, q.groups, stream);
+    for (int first = 0; first < phases; first += per_launch) {
+      a.phase_base = first;
+      a.splits = std::min(per_launch, phases - first);
+      launch_igemm<T, BwdDataPolicy>(a, q.groups, stream);
+    }
   });
 }
 
@@ -243,6 +261,7 @@ void conv2d_backward_weight(const Conv2dParams& p, const void* x, const void* dy
   a.K = q.n * q.oh * q.ow;
   a.vec = q.og % vec == 0 && q.cg % vec == 0 && aligned16(x) && aligned16(dy);
   a.plain = false;
+  a.phase_base = 0;
   a.pair_out = n_cols % 2 == 0;  // partials are float2-aligned: cudaMallocAsync base, even offsets
 
   // Split K so that about two blocks per SM are busy, each split at least 8

@@ -31,13 +31,15 @@ template <typename T>
 struct FwdPolicy {
   static constexpr bool kAK = true, kBK = true;
   const Args& args;
-  int group, kc, row[2];
+  int group, kc, row[2], k_total, k_tile_begin;
   convidx::PixelRow arow[2];  // im2col rows (general case)
   convidx::DenseRow prow[2];  // dense rows (plain 1x1)
   convidx::DenseRow brow[2];
 
   __device__ FwdPolicy(const Args& a, int m0, int n0, int grp, int /*split*/, int tid) : args(a), group(grp) {
     kc = tid & 3;
+    k_total = a.K;
+    k_tile_begin = 0;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       row[i] = (tid >> 2) + i * 64;
@@ -123,6 +125,7 @@ void conv2d_forward(const Conv2dParams& p, const void* x, const void* w, void* y
   a.N = q.og;
   a.K = q.kh * q.kw * q.cg;
   a.splits = 1;
+  a.phase_base = 0;
   a.k_tiles_per_split = (a.K + bk - 1) / bk;
   a.split_stride = 0;
   a.vec = q.cg % vec == 0 && aligned16(x) && aligned16(w);

@@ -50,28 +50,86 @@ GRAFT_CONV_HD int fwd_a_at(const Geom& q, const PixelRow& row, int k) {
   return row.base + (iy * q.w + ix) * q.c + ci;
 }
 
-// Backward-data: A[m][k] = dy at input pixel m = (img, iy, ix), tap k =
-// (r, s, oc): the output position oy with oy * sh - pt + r * dh = iy, if one
-// exists (divisible and in range), else zero.
+// Backward-data, decomposed by stride phase. Input pixel iy receives dy from
+// the taps r with (iy + pt - r * dh) divisible by sh; which taps those are
+// depends only on (iy + pt) mod sh. So the input rows are split into phases by
+// iy0 = iy mod sh (iy0 < min(sh, h); the same for columns), and within one
+// phase the contributing taps are a fixed arithmetic progression r0, r0 +
+// rstep, ... (r * dh = (iy0 + pt) mod sh). Each phase is then a dense GEMM
+// over its own taps only: no MMA work on taps that fall between output
+// positions. Stride 1 is a single phase with every tap.
+struct Phase {
+  int iy0, ix0;       // first input row / column of the phase
+  int ny, nx;         // input rows / columns in the phase
+  int r0, rstep, nr;  // contributing taps r = r0 + i * rstep, i < nr (nr may be 0)
+  int s0, sstep, ns;
+  int M, K;           // GEMM sizes of the phase: n * ny * nx pixels, nr * ns * og
+};
+GRAFT_CONV_HD int gcd_int(int a, int b) {
+  while (b != 0) {
+    const int t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+// One axis: start i0 (< min(stride, in)) -> extent and tap progression.
+GRAFT_CONV_HD void phase_axis(int i0, int pad, int stride, int dil, int in, int k, int& n, int& t0, int& tstep,
+                              int& nt) {
+  const int p = (i0 + pad) % stride;
+  n = (in - 1 - i0) / stride + 1;
+  tstep = stride / gcd_int(dil, stride);
+  t0 = k;  // the smallest solution of t * dil = p (mod stride) is below tstep <= stride
+  for (int t = 0; t < k && t < tstep; ++t)
+    if ((t * dil) % stride == p) {
+      t0 = t;
+      break;
+    }
+  nt = t0 < k ? (k - 1 - t0) / tstep + 1 : 0;
+}
+GRAFT_CONV_HD int bwd_data_phase_count(const Geom& q) {
+  return (q.sh < q.h ? q.sh : q.h) * (q.sw < q.w ? q.sw : q.w);
+}
+GRAFT_CONV_HD Phase bwd_data_phase(const Geom& q, int phase) {
+  const int npx = q.sw < q.w ? q.sw : q.w;
+  Phase f;
+  f.iy0 = phase / npx;
+  f.ix0 = phase - f.iy0 * npx;
+  phase_axis(f.iy0, q.pt, q.sh, q.dh, q.h, q.kh, f.ny, f.r0, f.rstep, f.nr);
+  phase_axis(f.ix0, q.pl, q.sw, q.dw, q.w, q.kw, f.nx, f.s0, f.sstep, f.ns);
+  f.M = q.n * f.ny * f.nx;
+  f.K = f.nr * f.ns * q.og;
+  return f;
+}
+// The largest phase (iy0 = ix0 = 0): n * ceil(h / sh) * ceil(w / sw) pixels.
+GRAFT_CONV_HD int bwd_data_max_phase_m(const Geom& q) {
+  return q.n * ((q.h + q.sh - 1) / q.sh) * ((q.w + q.sw - 1) / q.sw);
+}
+// Input pixel (img * h + iy) * w + ix of the phase's row m < f.M.
+GRAFT_CONV_HD int bwd_data_pixel(const Geom& q, const Phase& f, int m) {
+  const int per = f.ny * f.nx, img = m / per, rem = m - img * per, jy = rem / f.nx, jx = rem - jy * f.nx;
+  return (img * q.h + f.iy0 + jy * q.sh) * q.w + f.ix0 + jx * q.sw;
+}
+// A[m][k] = dy at the phase's input pixel m, tap k = (ri, si, oc) (oc fastest)
+// of the phase's progression: the output position (iy + pt - r * dh) / sh,
+// exact by construction, or zero where it is outside the output.
 struct InputRow {
   int base;    // offset of (img, 0, 0, group * og) in dy
   int y0, x0;  // iy + pt, ix + pl
   bool valid;
 };
-GRAFT_CONV_HD InputRow bwd_data_a_row(const Geom& q, int group, int m) {
-  const int M = q.n * q.h * q.w;
-  if (m >= M) return InputRow{0, 0, 0, false};
-  const int hw = q.h * q.w, img = m / hw, rem = m - img * hw, iy = rem / q.w, ix = rem - iy * q.w;
-  return InputRow{img * q.oh * q.ow * q.o + group * q.og, iy + q.pt, ix + q.pl, true};
+GRAFT_CONV_HD InputRow bwd_data_a_row(const Geom& q, const Phase& f, int group, int m) {
+  if (m >= f.M) return InputRow{0, 0, 0, false};
+  const int per = f.ny * f.nx, img = m / per, rem = m - img * per, jy = rem / f.nx, jx = rem - jy * f.nx;
+  return InputRow{img * q.oh * q.ow * q.o + group * q.og, f.iy0 + jy * q.sh + q.pt, f.ix0 + jx * q.sw + q.pl, true};
 }
-GRAFT_CONV_HD int bwd_data_a_at(const Geom& q, const InputRow& row, int k) {
-  const int K = q.kh * q.kw * q.og;
-  if (!row.valid || k >= K) return -1;
-  const int rs = k / q.og, oc = k - rs * q.og, r = rs / q.kw, s = rs - r * q.kw;
-  const int ty = row.y0 - r * q.dh, tx = row.x0 - s * q.dw;
+GRAFT_CONV_HD int bwd_data_a_at(const Geom& q, const Phase& f, const InputRow& row, int k) {
+  if (!row.valid || k >= f.K) return -1;
+  const int rs = k / q.og, oc = k - rs * q.og, ri = rs / f.ns, si = rs - ri * f.ns;
+  const int ty = row.y0 - (f.r0 + ri * f.rstep) * q.dh, tx = row.x0 - (f.s0 + si * f.sstep) * q.dw;
   if (ty < 0 || tx < 0) return -1;
   const int oy = ty / q.sh, ox = tx / q.sw;
-  if (oy * q.sh != ty || ox * q.sw != tx || oy >= q.oh || ox >= q.ow) return -1;
+  if (oy >= q.oh || ox >= q.ow) return -1;
   return row.base + (oy * q.ow + ox) * q.o + oc;
 }
 
@@ -91,6 +149,13 @@ GRAFT_CONV_HD DenseRow fwd_b_row(const Geom& q, int group, int oc) {
 GRAFT_CONV_HD DenseRow bwd_data_b_row(const Geom& q, int group, int ci) {
   if (ci >= q.cg) return DenseRow{0, false};
   return DenseRow{(group * q.cg + ci) * (q.kh * q.kw * q.og), true};
+}
+// Backward-data B[n = ci][k] for the phase's tap k = (ri, si, oc): wt at tap
+// (r0 + ri * rstep, s0 + si * sstep), output channel oc.
+GRAFT_CONV_HD int bwd_data_b_at(const Geom& q, const Phase& f, const DenseRow& row, int k) {
+  if (!row.valid || k >= f.K) return -1;
+  const int rs = k / q.og, oc = k - rs * q.og, ri = rs / f.ns, si = rs - ri * f.ns;
+  return row.base + ((f.r0 + ri * f.rstep) * q.kw + f.s0 + si * f.sstep) * q.og + oc;
 }
 // Offset in wt of w's element (o, r, s, ci) (the transpose kernel's map).
 GRAFT_CONV_HD int transposed_weight_at(const Geom& q, int o, int rs, int ci) {

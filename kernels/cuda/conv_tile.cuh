@@ -60,8 +60,9 @@ struct Args {
   const void* b;  // forward: w; backward-data: transposed w; backward-weight: x
   void* out;      // forward: y; backward-data: dx; backward-weight: f32 partials
   int M, N, K;    // GEMM sizes per group
-  int k_tiles_per_split, splits;
-  int64_t split_stride;  // backward-weight: floats per split in the partials
+  int k_tiles_per_split, splits;  // backward-data: splits = stride phases in this launch
+  int phase_base;                 // backward-data: first stride phase of this launch
+  int64_t split_stride;           // backward-weight: floats per split in the partials
   bool vec;              // 16-byte cp.async gathers (see conv.h for when)
   bool plain;            // 1x1, stride 1, unpadded: A rows are dense
   bool pair_out;         // outputs stored two at a time
@@ -189,7 +190,10 @@ __device__ __forceinline__ void mma_stage(float (&acc)[4][4][4], const char* sa,
 
 // ---- the mainloop -----------------------------------------------------------------------------
 // Policy P<T> provides: kAK, kBK (tile layouts), a constructor (args, m0, n0,
-// group, split, tid) that precomputes the thread's row state, load_a/load_b
+// group, split, tid) that precomputes the thread's row state and sets k_total
+// (the GEMM's K for this block; backward-data's depends on the phase) and
+// k_tile_begin (this block's first k tile: nonzero for backward-weight's K
+// splits; it then runs at most k_tiles_per_split tiles), load_a/load_b
 // (tile, k0) issuing the thread's two chunks of each operand, and store(m, n,
 // v0, v1) for the elements (m, n) and (m, n + 1) of the group's GEMM output.
 // Grid: x = M tiles, y = N tiles, z = groups * splits (split fastest).
@@ -206,8 +210,8 @@ __global__ void __launch_bounds__(kThreads, 2) conv_igemm_kernel(const __grid_co
   const int m0 = blockIdx.x * kTile, n0 = blockIdx.y * kTile;
   Pol pol(args, m0, n0, group, split, tid);
 
-  const int total_tiles = (args.K + BK - 1) / BK;
-  const int kt0 = split * args.k_tiles_per_split;
+  const int total_tiles = (pol.k_total + BK - 1) / BK;
+  const int kt0 = pol.k_tile_begin;
   const int ktiles = max(0, min(args.k_tiles_per_split, total_tiles - kt0));
 
   float acc[4][4][4];

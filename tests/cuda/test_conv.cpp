@@ -250,6 +250,8 @@ const std::vector<Shape>& odd_shapes() {
       {"groups3_cg8_og16", general(2, 8, 7, 24, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3)},
       {"groups2_og200", general(1, 6, 6, 32, 400, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2)},
       {"k2_s3", general(1, 11, 11, 8, 8, 2, 2, 3, 3, 0, 0, 0, 0, 1, 1, 1)},
+      {"s3x2_d2x3_k5x3", general(2, 13, 11, 8, 8, 5, 3, 3, 2, 4, 1, 2, 3, 2, 3, 1)},
+      {"s4_d2_taps_skip_phases", general(1, 12, 12, 8, 8, 3, 3, 4, 4, 2, 2, 2, 2, 2, 2, 1)},
       {"k1_s2_pad1", general(1, 9, 8, 16, 24, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1)},
       {"c130_o130_7x7", general(1, 9, 9, 130, 130, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 1)},
       {"m_many_tiles", general(3, 20, 20, 8, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)},
@@ -428,7 +430,9 @@ TEST(CudaConv, BadArgumentsThrow) {
       {with([](Conv2dParams& p) { p.n = 1 << 20, p.h = p.w = 64, p.c = 16; }), "int32 index overflow"},
       {with([](Conv2dParams& p) { p.o = 1 << 24, p.kh = p.kw = 3; }), "overflow"},
   };
-  for (const auto& [p, words] : bad) {
+  for (const auto& item : bad) {
+    const Conv2dParams p = item.first;
+    const std::string words = item.second;
     expect_invalid([&] { kc::conv2d_forward(p, d, d, d, bf, none, nullptr); }, "conv2d_forward", words);
     expect_invalid([&] { kc::conv2d_backward_data(p, d, d, d, bf, nullptr); }, "conv2d_backward_data", words);
     expect_invalid([&] { kc::conv2d_backward_weight(p, d, d, d, bf, nullptr); }, "conv2d_backward_weight", words);
@@ -482,32 +486,58 @@ void check_host_gemms(const Shape& s) {
       }
     EXPECT_TRUE(close_to_twin(y, cs.y, 1e-5, std::string("host forward gather ") + s.name));
   }
-  // Backward-data through the transposed weight.
+  // Backward-data through the transposed weight, one GEMM per stride phase;
+  // every dx element must be written by exactly one phase row.
   {
-    const int M = q.n * q.h * q.w, K = q.kh * q.kw * q.og, taps = q.kh * q.kw;
+    const int taps = q.kh * q.kw;
     std::vector<float> wt(cs.w.size(), NAN);
     for (int o = 0; o < q.o; ++o)
       for (int rs = 0; rs < taps; ++rs)
         for (int c = 0; c < q.cg; ++c)
           wt[ci::transposed_weight_at(q, o, rs, c)] = cs.w[(size_t(o) * taps + rs) * q.cg + c];
     std::vector<float> dx(cs.dx.size(), NAN);
-    for (int g = 0; g < G; ++g)
-      for (int m = 0; m < M; ++m) {
-        const ci::InputRow row = ci::bwd_data_a_row(q, g, m);
-        const ci::DenseRow prow = ci::plain_row(m, M, q.o, g * q.og);
-        for (int n = 0; n < q.cg; ++n) {
-          const ci::DenseRow brow = ci::bwd_data_b_row(q, g, n);
-          double acc = 0;
-          for (int k = 0; k < K; ++k) {
-            const int a = ci::bwd_data_a_at(q, row, k), b = ci::dense_at(brow, k, K);
-            if (plain) {
-              ASSERT_EQ(a, ci::dense_at(prow, k, K)) << s.name << " plain row " << m << " k " << k;
-            }
-            if (a >= 0) acc += double(cs.dy[a]) * wt[b];
-          }
-          dx[size_t(m) * q.c + g * q.cg + n] = float(acc);
-        }
+    std::vector<int> writes(cs.dx.size(), 0);
+    const int phases = ci::bwd_data_phase_count(q);
+    int64_t macs = 0;
+    for (int ph = 0; ph < phases; ++ph) {
+      const ci::Phase f = ci::bwd_data_phase(q, ph);
+      EXPECT_LE(f.M, ci::bwd_data_max_phase_m(q));
+      if (plain) {
+        ASSERT_EQ(phases, 1);
+        ASSERT_EQ(f.K, q.og);
       }
+      for (int g = 0; g < G; ++g)
+        for (int m = 0; m < f.M; ++m) {
+          const ci::InputRow row = ci::bwd_data_a_row(q, f, g, m);
+          const ci::DenseRow prow = ci::plain_row(m, f.M, q.o, g * q.og);
+          const int pixel = ci::bwd_data_pixel(q, f, m);
+          for (int n = 0; n < q.cg; ++n) {
+            const ci::DenseRow brow = ci::bwd_data_b_row(q, g, n);
+            double acc = 0;
+            for (int k = 0; k < f.K; ++k) {
+              const int a = ci::bwd_data_a_at(q, f, row, k), b = ci::bwd_data_b_at(q, f, brow, k);
+              if (plain) {
+                ASSERT_EQ(a, ci::dense_at(prow, k, f.K)) << s.name << " plain row " << m << " k " << k;
+                ASSERT_EQ(b, ci::dense_at(brow, k, f.K)) << s.name << " plain B row " << n << " k " << k;
+              }
+              ASSERT_GE(b, 0);
+              ++macs;
+              if (a >= 0) acc += double(cs.dy[a]) * wt[b];
+            }
+            const size_t at = size_t(pixel) * q.c + g * q.cg + n;
+            ASSERT_LT(at, dx.size());
+            dx[at] = float(acc);
+            ++writes[at];
+          }
+        }
+      EXPECT_FALSE(ci::bwd_data_a_row(q, f, 0, f.M).valid);
+    }
+    for (size_t i = 0; i < writes.size(); ++i) ASSERT_EQ(writes[i], 1) << s.name << " dx element " << i;
+    // Only contributing taps are visited: at most the zero-filling GEMM's
+    // work, and 1/(sh*sw) of it when every phase has taps (kh % sh == 0 ...).
+    const int64_t all_taps = int64_t(G) * q.n * q.h * q.w * q.cg * q.kh * q.kw * q.og;
+    EXPECT_LE(macs, all_taps) << s.name;
+    if (q.sh > 1 && q.kh % q.sh == 0 && q.dh == 1 && q.sw == 1) EXPECT_LE(macs * q.sh, all_taps) << s.name;
     EXPECT_TRUE(close_to_twin(dx, cs.dx, 1e-5, std::string("host backward-data gather ") + s.name));
   }
   // Backward-weight: dw[g*og + m][n] = sum_pix A[m][pix] * B[pix][n].
@@ -534,13 +564,17 @@ void check_host_gemms(const Shape& s) {
   EXPECT_EQ(ci::fwd_a_at(q, ci::fwd_a_row(q, 0, 0), q.kh * q.kw * q.cg), -1);
   EXPECT_FALSE(ci::fwd_b_row(q, 0, q.og).valid);
   EXPECT_FALSE(ci::bwd_data_b_row(q, 0, q.cg).valid);
+  EXPECT_EQ(ci::bwd_data_phase_count(q), std::min(q.sh, q.h) * std::min(q.sw, q.w));
   EXPECT_EQ(ci::bwd_weight_a_at(q, 0, q.og, 0), -1);
   EXPECT_EQ(ci::bwd_weight_a_at(q, 0, 0, q.n * q.oh * q.ow), -1);
   EXPECT_FALSE(ci::bwd_weight_b_col(q, 0, q.kh * q.kw * q.cg).valid);
 }
 
 TEST(CudaConvIndex, HostGatherGemmsMatchTwin) {
-  for (const Shape& s : odd_shapes()) check_host_gemms(s);
+  for (const Shape& s : odd_shapes())
+    if (s.p.forward_flops() < 2e7) check_host_gemms(s);  // the host GEMMs are naive
+  check_host_gemms({"c20_7x7_s2", general(1, 9, 10, 20, 12, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1)});
+
   check_host_gemms({"1x1_plain", conv(2, 5, 16, 24, 1, 1, 0)});
   check_host_gemms({"1x1_plain_groups", general(1, 4, 3, 16, 8, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2)});
   check_host_gemms({"r50_conv1_small", conv(1, 13, 3, 8, 7, 2, 3)});
@@ -576,12 +610,23 @@ TEST(CudaConvIndex, VectorChunksAreContiguous) {
             for (int e = 0; e < vec; ++e) o.push_back(ci::fwd_a_at(q, ci::fwd_a_row(q, g, m), k0 + e));
             expect_chunk(o, std::string(s.name) + " forward A");
           }
-        for (int m = 0; m < q.n * q.h * q.w + 3; ++m)
-          for (int k0 = 0; k0 < Kb + vec; k0 += vec) {
-            std::vector<int> o;
-            for (int e = 0; e < vec; ++e) o.push_back(ci::bwd_data_a_at(q, ci::bwd_data_a_row(q, g, m), k0 + e));
-            expect_chunk(o, std::string(s.name) + " backward-data A");
-          }
+        for (int ph = 0; ph < ci::bwd_data_phase_count(q); ++ph) {
+          const ci::Phase f = ci::bwd_data_phase(q, ph);
+          ASSERT_EQ(f.K % vec, 0);
+          for (int m = 0; m < f.M + 3; ++m)
+            for (int k0 = 0; k0 < Kb + vec; k0 += vec) {
+              std::vector<int> o;
+              for (int e = 0; e < vec; ++e) o.push_back(ci::bwd_data_a_at(q, f, ci::bwd_data_a_row(q, f, g, m), k0 + e));
+              expect_chunk(o, std::string(s.name) + " backward-data A");
+            }
+          for (int n = 0; n < q.cg + 3; ++n)
+            for (int k0 = 0; k0 < Kb + vec; k0 += vec) {
+              std::vector<int> o;
+              for (int e = 0; e < vec; ++e)
+                o.push_back(ci::bwd_data_b_at(q, f, ci::bwd_data_b_row(q, g, n), k0 + e));
+              expect_chunk(o, std::string(s.name) + " backward-data B");
+            }
+        }
         for (int pix = 0; pix < P + 3; ++pix) {
           for (int m0 = 0; m0 < q.og + vec; m0 += vec) {
             std::vector<int> o;
