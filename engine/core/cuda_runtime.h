@@ -70,6 +70,24 @@ class StreamGuard {
   Stream previous_;
 };
 
+// A marker in a stream: record() it after queued work, and synchronize()
+// waits on the host until the stream has passed it (used to know when a
+// buffer that queued work reads may be reused). Copies share the event.
+class Event {
+ public:
+  Event() = default;
+  static Event create(int device);  // throws graft::Error where the device is not usable
+  bool defined() const { return impl_ != nullptr; }
+  // Records on `s` (a stream of the event's device).
+  void record(const Stream& s);
+  // Returns at once if never recorded.
+  void synchronize() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
 // Makes `device` the calling thread's current CUDA device while alive, and
 // restores the previous one.
 class DeviceGuard {

@@ -73,6 +73,40 @@ void Stream::synchronize() const {
   GRAFT_CUDA_CHECK(cudaStreamSynchronize(handle()));
 }
 
+struct Event::Impl {
+  cudaEvent_t event = nullptr;
+  int device = 0;
+  bool recorded = false;
+  ~Impl() {
+    if (event) cudaEventDestroy(event);
+  }
+};
+
+Event Event::create(int device) {
+  check_device_usable(Device::cuda(device), "Event::create");
+  DeviceGuard guard(device);
+  auto impl = std::make_shared<Impl>();
+  impl->device = device;
+  GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&impl->event, cudaEventDisableTiming));
+  Event e;
+  e.impl_ = std::move(impl);
+  return e;
+}
+
+void Event::record(const Stream& s) {
+  GRAFT_CHECK(impl_, "Event::record: the event was never created (use Event::create)");
+  GRAFT_CHECK(s.device() == impl_->device, "Event::record: an event of cuda:" << impl_->device
+                                                                          << " recorded on a stream of cuda:" << s.device());
+  DeviceGuard guard(impl_->device);
+  GRAFT_CUDA_CHECK(cudaEventRecord(impl_->event, s.handle()));
+  impl_->recorded = true;
+}
+
+void Event::synchronize() const {
+  if (!impl_ || !impl_->recorded) return;
+  GRAFT_CUDA_CHECK(cudaEventSynchronize(impl_->event));
+}
+
 DeviceGuard::DeviceGuard(int device) {
   check_device_usable(Device::cuda(device), "DeviceGuard");
   GRAFT_CUDA_CHECK(cudaGetDevice(&previous_));
@@ -312,6 +346,10 @@ namespace {
 
 struct Stream::Impl {};
 Stream Stream::create(int) { no_cuda("Stream::create"); }
+struct Event::Impl {};
+Event Event::create(int) { no_cuda("Event::create"); }
+void Event::record(const Stream&) { no_cuda("Event::record"); }
+void Event::synchronize() const {}
 cudaStream_t Stream::handle() const { return nullptr; }
 void Stream::synchronize() const { no_cuda("Stream::synchronize"); }
 DeviceGuard::DeviceGuard(int) { no_cuda("DeviceGuard"); }

@@ -8,9 +8,12 @@
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
 #include "engine/core/cuda_runtime.h"
+#include "engine/core/kernel_launch.h"
 #include "engine/core/rng.h"
 #include "kernels/cpu/random.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/cuda/copy.h"
+#include "kernels/cuda/elementwise.h"
 
 namespace graft {
 
@@ -74,6 +77,33 @@ kernels::StridedIter<2> make_iter2(const Tensor& a, const Tensor& b) {
   return it;
 }
 
+// Zeroes the whole storage of a fresh tensor (on its device's current stream).
+void zero_storage(const Tensor& t) {
+  Storage& st = *t.impl().storage;
+  if (t.device().is_cpu()) {
+    std::memset(st.data(), 0, st.nbytes());
+    return;
+  }
+  cuda::DeviceGuard on_device(t.device().index);
+  cuda::memset_zero(st.data(), st.nbytes());
+}
+
+template <int N>
+kernels::StridedIter<N> make_iter(std::initializer_list<const Tensor*> ts) {
+  kernels::StridedIter<N> it;
+  const Tensor& first = **ts.begin();
+  it.ndim = static_cast<int>(first.dim());
+  int k = 0;
+  for (const Tensor* t : ts) {
+    for (int d = 0; d < it.ndim; ++d) {
+      it.size[d] = first.shape()[d];
+      it.stride[k][d] = t->strides()[d];
+    }
+    ++k;
+  }
+  return it;
+}
+
 void check_inplace(const Tensor& t, const char* op) {
   GRAFT_CHECK(!(autograd::grad_enabled() && t.requires_grad()),
               op << ": in-place change of " << t.str()
@@ -134,18 +164,15 @@ Tensor Tensor::empty_strided(const Shape& shape, const Strides& strides, DType d
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  if (device.is_cpu()) std::memset(t.impl().storage->data(), 0, t.impl().storage->nbytes());
-  else cuda::memset_zero(t.impl().storage->data(), t.impl().storage->nbytes());
+  zero_storage(t);
   return t;
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, Device::cpu());
-  {
-    NoGradGuard ng;
-    t.fill_(value);
-  }
-  return device.is_cpu() ? t : t.to(device);
+  Tensor t = empty(shape, dtype, device);  // on a GPU filled there: no host copy
+  NoGradGuard ng;
+  t.fill_(value);
+  return t;
 }
 
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
@@ -196,8 +223,7 @@ Tensor Tensor::empty_like(const Tensor& t) {
 
 Tensor Tensor::zeros_like(const Tensor& t) {
   Tensor z = empty_like(t);
-  if (z.device().is_cpu()) std::memset(z.impl().storage->data(), 0, z.impl().storage->nbytes());
-  else cuda::memset_zero(z.impl().storage->data(), z.impl().storage->nbytes());
+  zero_storage(z);
   return z;
 }
 
@@ -302,26 +328,58 @@ void copy_cpu(const Tensor& dst, const Tensor& src) {
 }
 
 namespace {
-// Copy between devices or layouts; any pair of CPU/CUDA.
+
+// One GPU: the strided-copy kernel converts layout and dtype there.
+void copy_on_device(const Tensor& dst, const Tensor& src) {
+  GRAFT_CHECK(dst.device() == src.device() && dst.device().is_cuda(),
+              "copy: internal error: device copy from " << src.str() << " to " << dst.str());
+  if (dst.numel() == 0) return;
+  const auto it = make_iter<2>({&dst, &src});
+  cuda::launch("copy", dst.device(), [&](cudaStream_t s) {
+    kernels::cuda::strided_copy(it, cuda::elem_type(dst.dtype()), dst.raw_data(), cuda::elem_type(src.dtype()),
+                                src.raw_data(), s);
+  });
+}
+
+// Same dtype, both dense with the same strides: the bytes in one piece.
+bool flat_copy(const Tensor& dst, const Tensor& src) {
+  return dst.dtype() == src.dtype() && dst.is_dense() && src.is_dense() && dst.strides() == src.strides();
+}
+
+// Copy between devices or layouts; any pair of CPU/CUDA. On one GPU the work
+// runs there (a kernel, or one memcpy); across devices the bytes cross once,
+// in the layout and dtype of one side, and the conversion runs on the GPU side
+// (or on the CPU only where the CPU side is not dense).
 void copy_any(const Tensor& dst, const Tensor& src) {
   if (dst.device().is_cpu() && src.device().is_cpu()) return copy_cpu(dst, src);
-  // The CUDA side's device is current for the copy (on its current stream).
-  cuda::DeviceGuard on_device(dst.device().is_cuda() ? dst.device().index : src.device().index);
-  // Across devices: same dtype, both dense with the same strides -> one memcpy.
-  const bool flat = dst.dtype() == src.dtype() && dst.is_dense() && src.is_dense() && dst.strides() == src.strides();
-  if (flat) {
+  if (dst.numel() == 0) return;
+  if (dst.device() == src.device()) return copy_on_device(dst, src);
+  if (flat_copy(dst, src)) {
+    // The CUDA side's device is current for the copy (on its current stream).
+    cuda::DeviceGuard on_device(dst.device().is_cuda() ? dst.device().index : src.device().index);
     cuda::CopyKind k = src.device().is_cpu()   ? cuda::CopyKind::host_to_device
                        : dst.device().is_cpu() ? cuda::CopyKind::device_to_host
                                                : cuda::CopyKind::device_to_device;
     cuda::copy(dst.raw_data(), src.raw_data(), dst.nbytes(), k);
     return;
   }
-  // Otherwise stage through the CPU (layout and dtype conversion happen there).
-  Tensor s = src.device().is_cpu() ? src : src.detach().to(Device::cpu());
-  if (dst.device().is_cpu()) return copy_cpu(dst, s);
-  Tensor staged = Tensor::empty_strided(dst.shape(), dst.strides(), dst.dtype(), Device::cpu());
-  copy_cpu(staged, s);
-  cuda::copy(dst.raw_data(), staged.raw_data(), dst.nbytes(), cuda::CopyKind::host_to_device);
+  if (src.device().is_cpu()) {
+    // Host to device: upload src as it is (made dense on the CPU if it has
+    // gaps), then convert on the device.
+    const Tensor s = src.is_dense() ? src : src.detach().contiguous();
+    Tensor staged = Tensor::empty_strided(s.shape(), s.strides(), s.dtype(), dst.device());
+    copy_any(staged, s);
+    return copy_on_device(dst, staged);
+  }
+  // From a GPU: convert there into dst's dtype and layout (row-major where dst
+  // has gaps), then move the bytes.
+  const Strides st = dst.is_dense() ? dst.strides() : contiguous_strides(dst.shape());
+  Tensor staged = Tensor::empty_strided(dst.shape(), st, dst.dtype(), src.device());
+  copy_on_device(staged, src);
+  if (dst.is_dense()) return copy_any(dst, staged);  // flat now
+  Tensor landed = Tensor::empty_strided(dst.shape(), st, dst.dtype(), dst.device());
+  copy_any(landed, staged);  // flat
+  copy_any(dst, landed);     // dst's own device
 }
 
 Tensor copy_to_layout(const Tensor& src, const Strides& strides, DType dtype, Device device, const char* op) {
@@ -339,6 +397,11 @@ Tensor copy_to_layout(const Tensor& src, const Strides& strides, DType dtype, De
   return out;
 }
 }  // namespace
+
+void copy_tensor(const Tensor& dst, const Tensor& src) {
+  GRAFT_CHECK(dst.shape() == src.shape(), "copy: shape " << shape_str(src.shape()) << " into " << shape_str(dst.shape()));
+  copy_any(dst, src);
+}
 
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
@@ -386,9 +449,16 @@ Tensor Tensor::detach() const {
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
-  if (!device().is_cpu()) {
-    Tensor c = Tensor::full(shape(), value, dtype());
-    copy_any(*this, c);
+  if (device().is_cuda()) {
+    // The value encoded on the host exactly as the CPU path stores it.
+    uint64_t bits = 0;
+    store_from_double(&bits, dtype(), 0, value);
+    if (numel() > 0) {
+      const auto it = make_iter<1>({this});
+      cuda::launch("fill_", device(), [&](cudaStream_t s) {
+        kernels::cuda::strided_fill(it, cuda::elem_type(dtype()), raw_data(), bits, s);
+      });
+    }
     bump_version();
     return *this;
   }
@@ -429,10 +499,40 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
   GRAFT_CHECK(shape() == other.shape(), "add_: " << other.str() << " into " << str() << ": shapes differ");
+  GRAFT_CHECK(device() == other.device(), "add_: tensors on different devices: " << str() << " += " << other.str());
+  if (device().is_cuda()) {
+    GRAFT_CHECK(dtype() == other.dtype() && is_floating(dtype()),
+                "add_: on CUDA both tensors must have one float dtype (f32, f16, bf16), got " << str() << " += "
+                                                                                              << other.str());
+    if (numel() == 0) {
+      bump_version();
+      return *this;
+    }
+    // alpha other first (a dense scaled copy) unless alpha is 1 or -1: then
+    // one kernel, out = self +/- other, written in place.
+    Tensor src = other;
+    kernels::cpu::BinaryOp op = kernels::cpu::BinaryOp::add;
+    if (alpha == -1.0) {
+      op = kernels::cpu::BinaryOp::sub;
+    } else if (alpha != 1.0) {
+      src = Tensor::empty(other.shape(), other.dtype(), other.device());
+      copy_on_device(src, other);
+      const kernels::cpu::UnaryParams p{kernels::cpu::UnaryOp::mul_scalar, static_cast<float>(alpha), 0.f};
+      cuda::launch("add_", device(), [&](cudaStream_t s) {
+        kernels::cuda::unary_forward(p, cuda::kernel_dtype(dtype(), "add_"), src.numel(), src.raw_data(),
+                                     src.raw_data(), s);
+      });
+    }
+    const auto it = make_iter<3>({this, this, &src});
+    cuda::launch("add_", device(), [&](cudaStream_t s) {
+      kernels::cuda::binary_forward(op, cuda::kernel_dtype(dtype(), "add_"), it, raw_data(), raw_data(),
+                                    src.raw_data(), s);
+    });
+    bump_version();
+    return *this;
+  }
   GRAFT_CHECK(dtype() == DType::f32 && other.dtype() == DType::f32,
               "add_: only f32 is supported, got " << str() << " += " << other.str());
-  GRAFT_CHECK(device() == other.device(), "add_: tensors on different devices: " << str() << " += " << other.str());
-  GRAFT_CHECK(device().is_cpu(), "add_: no CUDA kernel yet for " << str());
   auto it = make_iter2(*this, other);
   float* d = data<float>();
   const float* s = other.data<float>();
@@ -455,8 +555,23 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 
 Tensor& Tensor::mul_(double s) {
   check_inplace(*this, "mul_");
+  if (device().is_cuda()) {
+    GRAFT_CHECK(is_floating(dtype()), "mul_: on CUDA only float dtypes (f32, f16, bf16) are supported, got " << str());
+    if (numel() > 0) {
+      // The unary kernel runs over dense memory; a view with gaps goes through a dense copy.
+      Tensor t = is_dense() ? *this : Tensor::empty(shape(), dtype(), device());
+      if (!t.same(*this)) copy_on_device(t, *this);
+      const kernels::cpu::UnaryParams p{kernels::cpu::UnaryOp::mul_scalar, static_cast<float>(s), 0.f};
+      cuda::launch("mul_", device(), [&](cudaStream_t st) {
+        kernels::cuda::unary_forward(p, cuda::kernel_dtype(dtype(), "mul_"), t.numel(), t.raw_data(), t.raw_data(),
+                                     st);
+      });
+      if (!t.same(*this)) copy_on_device(*this, t);
+    }
+    bump_version();
+    return *this;
+  }
   GRAFT_CHECK(dtype() == DType::f32, "mul_: only f32 is supported, got " << str());
-  GRAFT_CHECK(device().is_cpu(), "mul_: no CUDA kernel yet for " << str());
   auto it = make_iter2(*this, *this);
   float* d = data<float>();
   const float f = static_cast<float>(s);

@@ -114,7 +114,7 @@ class Tensor {
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0.0); }
   Tensor& copy_(const Tensor& src);  // same shape; any layout, dtype or device
-  Tensor& add_(const Tensor& other, double alpha = 1.0);  // same shape, f32
+  Tensor& add_(const Tensor& other, double alpha = 1.0);  // same shape; f32 (CUDA: f32/f16/bf16, one dtype)
   Tensor& mul_(double s);
 
   // ---- autograd -----------------------------------------------------------------
@@ -144,5 +144,9 @@ class Tensor {
 // Copies src into dst elementwise (same shape), converting dtype and layout.
 // Both on the CPU. The workhorse behind contiguous(), to(dtype) and copy_().
 void copy_cpu(const Tensor& dst, const Tensor& src);
+// The same for tensors on any devices: copy_cpu on the CPU; on one GPU the
+// strided-copy kernel (kernels/cuda/copy.h); across devices one transfer plus
+// a conversion on the GPU side. Not recorded; does not bump versions.
+void copy_tensor(const Tensor& dst, const Tensor& src);
 
 }  // namespace graft

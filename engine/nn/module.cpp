@@ -1,5 +1,7 @@
 #include "engine/nn/module.h"
 
+#include "engine/autograd/grad_mode.h"
+
 namespace graft::nn {
 
 Tensor Module::register_parameter(const std::string& name, Tensor t) {
@@ -45,6 +47,24 @@ void Module::train(bool on) {
 
 void Module::zero_grad() {
   for (auto& [name, t] : named_parameters()) t.zero_grad();
+}
+
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  for (const bool params : {true, false}) {
+    NamedTensors ts;
+    collect("", params, ts);
+    for (auto& [name, t] : ts) {
+      if (t.device() == device) continue;
+      GRAFT_CHECK(t.is_leaf(), "Module::to: '" << name << "' " << t.str() << " is not a leaf tensor");
+      const Tensor moved = t.detach().to(device);  // same strides when dense
+      TensorImpl& impl = t.impl();
+      impl.storage = moved.impl().storage;
+      impl.strides = moved.strides();
+      impl.offset = moved.offset();
+      impl.grad.reset();
+    }
+  }
 }
 
 int64_t Module::num_parameters() const {

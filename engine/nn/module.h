@@ -30,6 +30,12 @@ class Module {
   bool is_training() const { return training_; }
   void zero_grad();
   int64_t num_parameters() const;
+  // Moves every parameter and buffer (recursively) to `device`, in place: the
+  // tensors keep their identity (handles held by layers, optimizers' lists and
+  // freeze plans see the move), their values, dtype and memory layout, and
+  // lose any accumulated gradient. Build the optimizer after moving: state it
+  // already holds stays where it was.
+  void to(Device device);
 
  protected:
   Tensor register_parameter(const std::string& name, Tensor t);

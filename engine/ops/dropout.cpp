@@ -3,8 +3,10 @@
 #include <cmath>
 
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
 #include "engine/ops/registry.h"
 #include "kernels/cpu/random.h"
+#include "kernels/cuda/dropout.h"
 
 namespace graft {
 
@@ -24,18 +26,37 @@ Tensor dropout(const Tensor& x_in, double p, bool training, Generator& gen) {
   const MemoryFormat format = keep_cl ? MemoryFormat::channels_last : MemoryFormat::contiguous;
   const Tensor x = keep_cl ? x_in : x_in.contiguous();
   const int64_t n = x.numel();
-  Tensor out = Tensor::empty(x.shape(), DType::f32, x.device(), format);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), format);
   Tensor keep = Tensor::empty({n}, DType::u8, x.device());
   const float p_drop = static_cast<float>(p);
   const uint64_t offset = gen.reserve(kernels::cpu::random_blocks(n));
-  kernels::cpu::dropout_forward(x.data<float>(), out.data<float>(), keep.data<uint8_t>(), n, p_drop,
-                                {gen.seed(), offset});
+  if (x.device().is_cuda()) {
+    // The same Philox mapping as the CPU: the same (seed, offset) drops the same elements.
+    if (n > 0)
+      cuda::launch("dropout", x.device(), [&](cudaStream_t s) {
+        kernels::cuda::dropout_forward(cuda::kernel_dtype(x.dtype(), "dropout"), x.raw_data(), out.raw_data(),
+                                       keep.data<uint8_t>(), n, p_drop, {gen.seed(), offset}, s);
+      });
+  } else {
+    kernels::cpu::dropout_forward(x.data<float>(), out.data<float>(), keep.data<uint8_t>(), n, p_drop,
+                                  {gen.seed(), offset});
+  }
 
   if (autograd::needs_grad({&x})) {
-    autograd::record("dropout", out, {x}, [keep, format, n, p_drop](const Tensor& g, const autograd::NeedsGrad&) {
+    autograd::record("dropout", out, {x}, [keep, format, n, p_drop, dtype = x.dtype()](const Tensor& g,
+                                                                                        const autograd::NeedsGrad&) {
       const Tensor gv = format == MemoryFormat::channels_last ? g.to_format(format) : g.contiguous();
-      Tensor dx = Tensor::empty(gv.shape(), DType::f32, gv.device(), format);
-      kernels::cpu::dropout_backward(gv.data<float>(), keep.data<uint8_t>(), dx.data<float>(), n, p_drop);
+      Tensor dx = Tensor::empty(gv.shape(), gv.dtype(), gv.device(), format);
+      if (gv.device().is_cuda()) {
+        GRAFT_CHECK(gv.dtype() == dtype, "dropout backward: gradient " << gv.str() << " differs in dtype from the input");
+        if (n > 0)
+          cuda::launch("dropout backward", gv.device(), [&](cudaStream_t s) {
+            kernels::cuda::dropout_backward(cuda::kernel_dtype(dtype, "dropout"), gv.raw_data(), keep.data<uint8_t>(),
+                                            dx.raw_data(), n, p_drop, s);
+          });
+      } else {
+        kernels::cpu::dropout_backward(gv.data<float>(), keep.data<uint8_t>(), dx.data<float>(), n, p_drop);
+      }
       return std::vector<Tensor>{dx};
     });
   }

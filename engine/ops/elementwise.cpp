@@ -1,14 +1,18 @@
 #include "engine/ops/elementwise.h"
 
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
+#include "engine/ops/dispatch.h"
 #include "engine/ops/layout.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/registry.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cuda/elementwise.h"
 
 namespace graft {
 
 namespace kc = kernels::cpu;
+namespace kg = kernels::cuda;
 using autograd::NeedsGrad;
 using autograd::Saved;
 using ops::OpId;
@@ -53,11 +57,20 @@ Tensor binary(OpId id, kc::BinaryOp kop, const Tensor& a, const Tensor& b) {
   const char* name = ops::op_name(id);
   check_defined(name, {&a, &b});
   ops::check_supported(id, {&a, &b});
+  ops::check_same_dtype(id, {&a, &b});
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Tensor out = Tensor::empty_strided(shape, binary_out_strides(a, b, shape), DType::f32, a.device());
+  Tensor out = Tensor::empty_strided(shape, binary_out_strides(a, b, shape), a.dtype(), a.device());
   if (out.numel() == 0) return out;
+  const bool on_gpu = out.device().is_cuda();
   if (ops::same_dense_layout(a, b) && ops::same_dense_layout(a, out)) {
-    kc::binary_forward_flat(kop, out.numel(), out.data<float>(), a.data<float>(), b.data<float>());
+    if (on_gpu) {
+      cuda::launch(name, out.device(), [&](cudaStream_t s) {
+        kg::binary_forward_flat(kop, cuda::kernel_dtype(out.dtype(), name), out.numel(), out.raw_data(), a.raw_data(),
+                                b.raw_data(), s);
+      });
+    } else {
+      kc::binary_forward_flat(kop, out.numel(), out.data<float>(), a.data<float>(), b.data<float>());
+    }
     return out;
   }
   kernels::StridedIter<3> it;
@@ -68,11 +81,48 @@ Tensor binary(OpId id, kc::BinaryOp kop, const Tensor& a, const Tensor& b) {
   }
   set_operand(it, 1, a);
   set_operand(it, 2, b);
-  kc::binary_forward(kop, it, out.data<float>(), a.data<float>(), b.data<float>());
+  if (on_gpu) {
+    cuda::launch(name, out.device(), [&](cudaStream_t s) {
+      kg::binary_forward(kop, cuda::kernel_dtype(out.dtype(), name), it, out.raw_data(), a.raw_data(), b.raw_data(), s);
+    });
+  } else {
+    kc::binary_forward(kop, it, out.data<float>(), a.data<float>(), b.data<float>());
+  }
   return out;
 }
 
 // ---- unary ops: one kernel call over the dense input's memory ---------------------
+
+}  // namespace
+
+namespace ops {
+
+void unary_forward_any(const char* op, const kc::UnaryParams& p, const Tensor& x, const Tensor& y) {
+  if (x.device().is_cpu()) return kc::unary_forward(p, x.numel(), x.data<float>(), y.data<float>());
+  cuda::launch(op, x.device(), [&](cudaStream_t st) {
+    kg::unary_forward(p, cuda::kernel_dtype(x.dtype(), op), x.numel(), x.raw_data(), y.raw_data(), st);
+  });
+}
+
+void unary_backward_any(const char* op, const kc::UnaryParams& p, const Tensor& saved, const Tensor& gy,
+                        const Tensor& gx) {
+  if (gy.device().is_cpu())
+    return kc::unary_backward(p, gx.numel(), saved.defined() ? saved.data<float>() : nullptr, gy.data<float>(),
+                              gx.data<float>());
+  GRAFT_CHECK(!saved.defined() || saved.dtype() == gy.dtype(),
+              op << " backward: gradient " << gy.str() << " and saved " << saved.str() << " differ in dtype");
+  cuda::launch(op, gy.device(), [&](cudaStream_t st) {
+    kg::unary_backward(p, cuda::kernel_dtype(gy.dtype(), op), gx.numel(), saved.defined() ? saved.raw_data() : nullptr,
+                       gy.raw_data(), gx.raw_data(), st);
+  });
+}
+
+}  // namespace ops
+
+namespace {
+
+using ops::unary_backward_any;
+using ops::unary_forward_any;
 
 struct UnaryResult {
   Tensor x;  // the input as the kernel saw it (dense; a differentiable copy if it was not)
@@ -84,8 +134,8 @@ UnaryResult unary(OpId id, kc::UnaryParams p, const Tensor& x_in) {
   check_defined(name, {&x_in});
   ops::check_supported(id, {&x_in});
   Tensor x = x_in.is_dense() ? x_in : x_in.contiguous();
-  Tensor y = Tensor::empty_strided(x.shape(), x.strides(), DType::f32, x.device());
-  if (x.numel() > 0) kc::unary_forward(p, x.numel(), x.data<float>(), y.data<float>());
+  Tensor y = Tensor::empty_strided(x.shape(), x.strides(), x.dtype(), x.device());
+  if (x.numel() > 0) unary_forward_any(name, p, x, y);
   return {x, y};
 }
 
@@ -95,12 +145,11 @@ void record_unary(OpId id, kc::UnaryParams p, const Tensor& x, Tensor& y) {
   const char* name = ops::op_name(id);
   const kc::UnarySaved what = kc::unary_backward_saves(p.op);
   Saved saved = what == kc::UnarySaved::input ? Saved(x, name) : what == kc::UnarySaved::output ? Saved(y, name) : Saved();
-  autograd::record(name, y, {x}, [p, saved](const Tensor& g, const NeedsGrad&) {
+  autograd::record(name, y, {x}, [p, saved, name](const Tensor& g, const NeedsGrad&) {
     const Tensor s = saved.get();
     const Tensor gy = s.defined() ? ops::with_layout_of(g, s) : (g.is_dense() ? g : g.contiguous());
-    Tensor gx = Tensor::empty_strided(gy.shape(), gy.strides(), DType::f32, gy.device());
-    if (gx.numel() > 0)
-      kc::unary_backward(p, gx.numel(), s.defined() ? s.data<float>() : nullptr, gy.data<float>(), gx.data<float>());
+    Tensor gx = Tensor::empty_strided(gy.shape(), gy.strides(), gy.dtype(), gy.device());
+    if (gx.numel() > 0) unary_backward_any(name, p, s, gy, gx);
     return std::vector<Tensor>{gx};
   });
 }

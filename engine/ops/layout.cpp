@@ -40,7 +40,7 @@ bool same_dense_layout(const Tensor& a, const Tensor& b) {
 Tensor with_layout_of(const Tensor& g, const Tensor& ref) {
   if (same_dense_layout(g, ref)) return g;
   Tensor out = Tensor::empty_strided(ref.shape(), ref.strides(), g.dtype(), g.device());
-  copy_cpu(out, g);
+  copy_tensor(out, g);
   return out;
 }
 
@@ -60,7 +60,7 @@ Tensor broadcast_view(const Tensor& t, const Shape& shape, const char* op) {
 
 Tensor materialize(const Tensor& src, const Strides& strides) {
   Tensor out = Tensor::empty_strided(src.shape(), strides, src.dtype(), src.device());
-  copy_cpu(out, src);
+  copy_tensor(out, src);
   return out;
 }
 

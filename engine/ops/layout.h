@@ -29,7 +29,7 @@ Tensor with_layout_of(const Tensor& g, const Tensor& ref);
 Tensor broadcast_view(const Tensor& t, const Shape& shape, const char* op);
 
 // A fresh tensor with `strides` holding src's values (src: any strides,
-// including 0, same device CPU).
+// including 0), on src's device.
 Tensor materialize(const Tensor& src, const Strides& strides);
 
 }  // namespace graft::ops

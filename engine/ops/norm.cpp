@@ -6,8 +6,10 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
 #include "engine/ops/registry.h"
 #include "kernels/cpu/norm.h"
+#include "kernels/cuda/norm.h"
 
 namespace graft {
 
@@ -25,6 +27,145 @@ void check_param(const char* op, const char* what, const Tensor& t, const Shape&
   if (!t.defined()) return;
   GRAFT_CHECK(t.shape() == want, op << ": " << what << " has shape " << shape_str(t.shape()) << ", expected "
                                     << shape_str(want) << " for input " << shape_str(x.shape()));
+}
+
+// ---- CUDA paths: the kernels take x, y and their gradients in x's dtype
+// (f32/f16/bf16), everything per channel / per feature in f32. ----------------------
+
+void check_f32_params(const char* op, std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts)
+    GRAFT_CHECK(!t->defined() || t->dtype() == DType::f32,
+                op << ": on CUDA the parameters and statistics must be f32, got " << t->str());
+}
+
+float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                       const Tensor& running_var, bool training, double momentum, double eps, int64_t rows, int64_t c) {
+  const char* name = "batch_norm";
+  check_f32_params(name, {&weight, &bias, &running_mean, &running_var});
+  const Device dev = x.device();
+  const auto dt = cuda::kernel_dtype(x.dtype(), name);
+  const MemoryFormat fmt = x.dim() == 4 ? MemoryFormat::channels_last : MemoryFormat::contiguous;
+  const Tensor xc = x.detach().to_format(fmt);
+  const Tensor w = plain(weight), b = plain(bias);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev, fmt);
+  const float feps = static_cast<float>(eps);
+  const bool grad = autograd::needs_grad({&x, &weight, &bias});
+  const Shape in_shape = x.shape();
+  const DType in_dtype = x.dtype();
+
+  if (training) {
+    Tensor mean = Tensor::empty({c}, DType::f32, dev), var = Tensor::empty({c}, DType::f32, dev),
+           rstd = Tensor::empty({c}, DType::f32, dev);
+    // The kernel updates the running statistics in place: dense f32 buffers
+    // directly (plain() aliases them), others through a copy written back.
+    const Tensor rm = plain(running_mean), rv = plain(running_var);
+    cuda::launch(name, dev, [&](cudaStream_t s) {
+      kernels::cuda::batch_norm_forward_train(xc.raw_data(), f32_or_null(w), f32_or_null(b), y.raw_data(),
+                                              mean.data<float>(), var.data<float>(), rstd.data<float>(),
+                                              f32_or_null(rm), f32_or_null(rv), static_cast<float>(momentum), rows, c,
+                                              feps, dt, s);
+    });
+    if (running_mean.defined()) {
+      NoGradGuard no_grad;
+      for (const auto& [buffer, updated] : {std::make_pair(running_mean, rm), std::make_pair(running_var, rv)}) {
+        if (updated.raw_data() == buffer.raw_data()) buffer.bump_version();
+        else Tensor(buffer).copy_(updated);
+      }
+    }
+    if (grad) {
+      autograd::record(name, y, {x, weight, bias},
+                       [rows, c, fmt, dt, in_shape, in_dtype, dev, sx = autograd::Saved(xc, name),
+                        sw = autograd::Saved(w, name), mean, rstd](const Tensor& g, const autograd::NeedsGrad& needs) {
+                         const Tensor gc = g.to_format(fmt);
+                         GRAFT_CHECK(gc.dtype() == in_dtype, "batch_norm backward: gradient " << gc.str()
+                                                                                              << " differs in dtype from the input");
+                         const Tensor xs = sx.get(), ws = sw.get();
+                         std::vector<Tensor> out(3);
+                         if (needs[0]) out[0] = Tensor::empty(in_shape, in_dtype, dev, fmt);
+                         if (needs[1]) out[1] = Tensor::empty({c}, DType::f32, dev);
+                         if (needs[2]) out[2] = Tensor::empty({c}, DType::f32, dev);
+                         cuda::launch("batch_norm backward", dev, [&](cudaStream_t s) {
+                           kernels::cuda::batch_norm_backward_train(
+                               gc.raw_data(), xs.raw_data(), mean.data<float>(), rstd.data<float>(), f32_or_null(ws),
+                               out[0].defined() ? out[0].raw_data() : nullptr, f32_or_null(out[1]),
+                               f32_or_null(out[2]), rows, c, dt, s);
+                         });
+                         return out;
+                       });
+    }
+    return y;
+  }
+
+  const Tensor rm = running_mean.detach().contiguous().clone(), rv = running_var.detach().contiguous().clone();
+  cuda::launch(name, dev, [&](cudaStream_t s) {
+    kernels::cuda::batch_norm_forward_eval(xc.raw_data(), rm.data<float>(), rv.data<float>(), f32_or_null(w),
+                                           f32_or_null(b), y.raw_data(), rows, c, feps, dt, s);
+  });
+  if (grad) {
+    const bool keep_x = autograd::needs_grad({&weight, &bias});
+    autograd::record(name, y, {x, weight, bias},
+                     [rows, c, fmt, feps, dt, in_shape, in_dtype, dev,
+                      sx = autograd::Saved(keep_x ? xc : Tensor(), name), sw = autograd::Saved(w, name), rm,
+                      rv](const Tensor& g, const autograd::NeedsGrad& needs) {
+                       const Tensor gc = g.to_format(fmt);
+                       GRAFT_CHECK(gc.dtype() == in_dtype, "batch_norm backward: gradient " << gc.str()
+                                                                                            << " differs in dtype from the input");
+                       const Tensor xs = sx.get(), ws = sw.get();
+                       std::vector<Tensor> out(3);
+                       if (needs[0]) out[0] = Tensor::empty(in_shape, in_dtype, dev, fmt);
+                       if (needs[1]) out[1] = Tensor::empty({c}, DType::f32, dev);
+                       if (needs[2]) out[2] = Tensor::empty({c}, DType::f32, dev);
+                       cuda::launch("batch_norm backward", dev, [&](cudaStream_t s) {
+                         kernels::cuda::batch_norm_backward_eval(
+                             gc.raw_data(), xs.defined() ? xs.raw_data() : nullptr, rm.data<float>(), rv.data<float>(),
+                             f32_or_null(ws), out[0].defined() ? out[0].raw_data() : nullptr, f32_or_null(out[1]),
+                             f32_or_null(out[2]), rows, c, feps, dt, s);
+                       });
+                       return out;
+                     });
+  }
+  return y;
+}
+
+Tensor layer_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Shape& norm_shape,
+                       int64_t rows, int64_t d) {
+  const char* name = "layer_norm";
+  check_f32_params(name, {&weight, &bias});
+  const Device dev = x.device();
+  const auto dt = cuda::kernel_dtype(x.dtype(), name);
+  const Tensor xc = x.detach().contiguous();
+  const Tensor w = plain(weight), b = plain(bias);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  Tensor mean = Tensor::empty({rows}, DType::f32, dev), rstd = Tensor::empty({rows}, DType::f32, dev);
+  cuda::launch(name, dev, [&](cudaStream_t s) {
+    kernels::cuda::layer_norm_forward(xc.raw_data(), f32_or_null(w), f32_or_null(b), y.raw_data(), mean.data<float>(),
+                                      rstd.data<float>(), rows, d, static_cast<float>(eps), dt, s);
+  });
+  if (autograd::needs_grad({&x, &weight, &bias})) {
+    autograd::record(name, y, {x, weight, bias},
+                     [rows, d, dt, dev, norm_shape, in_shape = x.shape(), in_dtype = x.dtype(),
+                      sx = autograd::Saved(xc, name), sw = autograd::Saved(w, name), mean,
+                      rstd](const Tensor& g, const autograd::NeedsGrad& needs) {
+                       const Tensor gc = g.contiguous();
+                       GRAFT_CHECK(gc.dtype() == in_dtype, "layer_norm backward: gradient " << gc.str()
+                                                                                            << " differs in dtype from the input");
+                       const Tensor xs = sx.get(), ws = sw.get();
+                       std::vector<Tensor> out(3);
+                       if (needs[0]) out[0] = Tensor::empty(in_shape, in_dtype, dev);
+                       if (needs[1]) out[1] = Tensor::empty(norm_shape, DType::f32, dev);
+                       if (needs[2]) out[2] = Tensor::empty(norm_shape, DType::f32, dev);
+                       cuda::launch("layer_norm backward", dev, [&](cudaStream_t s) {
+                         kernels::cuda::layer_norm_backward(gc.raw_data(), xs.raw_data(), mean.data<float>(),
+                                                            rstd.data<float>(), f32_or_null(ws),
+                                                            out[0].defined() ? out[0].raw_data() : nullptr,
+                                                            f32_or_null(out[1]), f32_or_null(out[2]), rows, d, dt, s);
+                       });
+                       return out;
+                     });
+  }
+  return y;
 }
 
 }  // namespace
@@ -54,6 +195,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
     GRAFT_CHECK(running_mean.defined(), "batch_norm: evaluation mode needs running_mean and running_var, for input "
                                             << shape_str(x.shape()));
   }
+
+  if (x.device().is_cuda()) return batch_norm_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps, rows, c);
 
   // (N, C) row-major or (N, C, H, W) channels-last: both are (rows, C) in memory.
   const MemoryFormat fmt = x.dim() == 4 ? MemoryFormat::channels_last : MemoryFormat::contiguous;
@@ -141,6 +284,7 @@ Tensor layer_norm(const Tensor& x, int64_t normalized_dims, const Tensor& weight
   check_param("layer_norm", "bias", bias, norm_shape, x);
   const int64_t d = shape_numel(norm_shape);
   const int64_t rows = d > 0 ? x.numel() / d : shape_numel(Shape(x.shape().begin(), x.shape().end() - normalized_dims));
+  if (x.device().is_cuda()) return layer_norm_cuda(x, weight, bias, eps, norm_shape, rows, d);
 
   const Tensor xc = x.detach().contiguous();
   const Tensor w = plain(weight), b = plain(bias);

@@ -5,8 +5,10 @@
 #include <string>
 
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
 #include "engine/ops/registry.h"
 #include "kernels/cpu/pool.h"
+#include "kernels/cuda/pool.h"
 
 namespace graft {
 
@@ -92,6 +94,13 @@ kc::Pool2dParams make_params(const char* op, const Tensor& x, const Pool2dOption
 // records its own node on x and returns x's gradient directly.
 Tensor channels_last_input(const Tensor& x) { return x.detach().to_format(MemoryFormat::channels_last); }
 
+// The incoming gradient as NHWC memory of the forward's dtype (the CUDA kernels take one dtype).
+Tensor channels_last_grad(const char* op, const Tensor& g, DType dtype) {
+  GRAFT_CHECK(g.dtype() == dtype, op << " backward: gradient " << g.str() << " differs in dtype from the input ("
+                                     << dtype_name(dtype) << ")");
+  return g.to_format(MemoryFormat::channels_last);
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
@@ -99,20 +108,34 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const kc::Pool2dParams p = make_params("max_pool2d", x, opt, /*is_max=*/true);
   const Tensor xc = channels_last_input(x);
   const Shape out_shape{p.n, p.c, p.out_h, p.out_w};
-  Tensor y = Tensor::empty(out_shape, DType::f32, x.device(), MemoryFormat::channels_last);
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device(), MemoryFormat::channels_last);
   const bool grad = autograd::needs_grad({&x});
   // The argmax indices (int32, a quarter of the input for 2x2/2) are kept
   // rather than x: the backward then needs no comparisons, cannot disagree
   // with the forward on ties, and does not hold the input alive.
   Tensor argmax;
   if (grad) argmax = Tensor::empty(out_shape, DType::i32, x.device(), MemoryFormat::channels_last);
-  if (y.numel() > 0) kc::max_pool2d_forward(xc.data<float>(), y.data<float>(), grad ? argmax.data<int32_t>() : nullptr, p);
+  if (y.numel() > 0 && x.device().is_cuda()) {
+    cuda::launch("max_pool2d", x.device(), [&](cudaStream_t s) {
+      kernels::cuda::max_pool2d_forward(xc.raw_data(), y.raw_data(), grad ? argmax.data<int32_t>() : nullptr,
+                                        cuda::kernel_dtype(x.dtype(), "max_pool2d"), p, s);
+    });
+  } else if (y.numel() > 0) {
+    kc::max_pool2d_forward(xc.data<float>(), y.data<float>(), grad ? argmax.data<int32_t>() : nullptr, p);
+  }
   if (grad) {
-    autograd::record("max_pool2d", y, {x}, [p, argmax, in_shape = x.shape(), dev = x.device()](
+    autograd::record("max_pool2d", y, {x}, [p, argmax, in_shape = x.shape(), dev = x.device(), dtype = x.dtype()](
                                               const Tensor& g, const autograd::NeedsGrad&) {
-      const Tensor gc = g.to_format(MemoryFormat::channels_last);
-      Tensor gx = Tensor::empty(in_shape, DType::f32, dev, MemoryFormat::channels_last);
-      if (gx.numel() > 0) kc::max_pool2d_backward(gc.data<float>(), argmax.data<int32_t>(), gx.data<float>(), p);
+      const Tensor gc = channels_last_grad("max_pool2d", g, dtype);
+      Tensor gx = Tensor::empty(in_shape, dtype, dev, MemoryFormat::channels_last);
+      if (gx.numel() > 0 && dev.is_cuda()) {
+        cuda::launch("max_pool2d backward", dev, [&](cudaStream_t s) {
+          kernels::cuda::max_pool2d_backward(gc.raw_data(), argmax.data<int32_t>(), gx.raw_data(),
+                                             cuda::kernel_dtype(dtype, "max_pool2d"), p, s);
+        });
+      } else if (gx.numel() > 0) {
+        kc::max_pool2d_backward(gc.data<float>(), argmax.data<int32_t>(), gx.data<float>(), p);
+      }
       return std::vector<Tensor>{gx};
     });
   }
@@ -123,14 +146,26 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   ops::check_supported(ops::OpId::avg_pool2d, {&x});
   const kc::Pool2dParams p = make_params("avg_pool2d", x, opt, /*is_max=*/false);
   const Tensor xc = channels_last_input(x);
-  Tensor y = Tensor::empty({p.n, p.c, p.out_h, p.out_w}, DType::f32, x.device(), MemoryFormat::channels_last);
-  if (y.numel() > 0) kc::avg_pool2d_forward(xc.data<float>(), y.data<float>(), p);
+  Tensor y = Tensor::empty({p.n, p.c, p.out_h, p.out_w}, x.dtype(), x.device(), MemoryFormat::channels_last);
+  if (y.numel() > 0 && x.device().is_cuda()) {
+    cuda::launch("avg_pool2d", x.device(), [&](cudaStream_t s) {
+      kernels::cuda::avg_pool2d_forward(xc.raw_data(), y.raw_data(), cuda::kernel_dtype(x.dtype(), "avg_pool2d"), p, s);
+    });
+  } else if (y.numel() > 0) {
+    kc::avg_pool2d_forward(xc.data<float>(), y.data<float>(), p);
+  }
   if (autograd::needs_grad({&x})) {
-    autograd::record("avg_pool2d", y, {x}, [p, in_shape = x.shape(), dev = x.device()](
+    autograd::record("avg_pool2d", y, {x}, [p, in_shape = x.shape(), dev = x.device(), dtype = x.dtype()](
                                               const Tensor& g, const autograd::NeedsGrad&) {
-      const Tensor gc = g.to_format(MemoryFormat::channels_last);
-      Tensor gx = Tensor::empty(in_shape, DType::f32, dev, MemoryFormat::channels_last);
-      if (gx.numel() > 0) kc::avg_pool2d_backward(gc.data<float>(), gx.data<float>(), p);
+      const Tensor gc = channels_last_grad("avg_pool2d", g, dtype);
+      Tensor gx = Tensor::empty(in_shape, dtype, dev, MemoryFormat::channels_last);
+      if (gx.numel() > 0 && dev.is_cuda()) {
+        cuda::launch("avg_pool2d backward", dev, [&](cudaStream_t s) {
+          kernels::cuda::avg_pool2d_backward(gc.raw_data(), gx.raw_data(), cuda::kernel_dtype(dtype, "avg_pool2d"), p, s);
+        });
+      } else if (gx.numel() > 0) {
+        kc::avg_pool2d_backward(gc.data<float>(), gx.data<float>(), p);
+      }
       return std::vector<Tensor>{gx};
     });
   }
@@ -143,15 +178,31 @@ Tensor global_avg_pool2d(const Tensor& x) {
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
   GRAFT_CHECK(hw > 0, "global_avg_pool2d: input " << shape_str(x.shape()) << " has no spatial positions to average");
   const Tensor xc = channels_last_input(x);
-  Tensor y = Tensor::empty({n, c, 1, 1}, DType::f32, x.device(), MemoryFormat::channels_last);
-  if (y.numel() > 0) kc::global_avg_pool2d_forward(xc.data<float>(), y.data<float>(), n, hw, c);
+  Tensor y = Tensor::empty({n, c, 1, 1}, x.dtype(), x.device(), MemoryFormat::channels_last);
+  if (y.numel() > 0 && x.device().is_cuda()) {
+    cuda::launch("global_avg_pool2d", x.device(), [&](cudaStream_t s) {
+      kernels::cuda::global_avg_pool2d_forward(xc.raw_data(), y.raw_data(),
+                                               cuda::kernel_dtype(x.dtype(), "global_avg_pool2d"), n, hw, c, s);
+    });
+  } else if (y.numel() > 0) {
+    kc::global_avg_pool2d_forward(xc.data<float>(), y.data<float>(), n, hw, c);
+  }
   if (autograd::needs_grad({&x})) {
-    autograd::record("global_avg_pool2d", y, {x}, [n, c, hw, in_shape = x.shape(), dev = x.device()](
+    autograd::record("global_avg_pool2d", y, {x}, [n, c, hw, in_shape = x.shape(), dev = x.device(), dtype = x.dtype()](
                                                      const Tensor& g, const autograd::NeedsGrad&) {
+      GRAFT_CHECK(g.dtype() == dtype, "global_avg_pool2d backward: gradient " << g.str()
+                                                                              << " differs in dtype from the input");
       // (N, C, 1, 1): channels-last and row-major are the same memory.
       const Tensor gc = g.contiguous();
-      Tensor gx = Tensor::empty(in_shape, DType::f32, dev, MemoryFormat::channels_last);
-      if (gx.numel() > 0) kc::global_avg_pool2d_backward(gc.data<float>(), gx.data<float>(), n, hw, c);
+      Tensor gx = Tensor::empty(in_shape, dtype, dev, MemoryFormat::channels_last);
+      if (gx.numel() > 0 && dev.is_cuda()) {
+        cuda::launch("global_avg_pool2d backward", dev, [&](cudaStream_t s) {
+          kernels::cuda::global_avg_pool2d_backward(gc.raw_data(), gx.raw_data(),
+                                                    cuda::kernel_dtype(dtype, "global_avg_pool2d"), n, hw, c, s);
+        });
+      } else if (gx.numel() > 0) {
+        kc::global_avg_pool2d_backward(gc.data<float>(), gx.data<float>(), n, hw, c);
+      }
       return std::vector<Tensor>{gx};
     });
   }

@@ -1,11 +1,14 @@
 #include "engine/ops/reduce.h"
 
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
+#include "engine/ops/dispatch.h"
 #include "engine/ops/layout.h"
 #include "engine/ops/registry.h"
 #include "engine/ops/shape.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/reduce.h"
+#include "kernels/cuda/reduce.h"
 
 namespace graft {
 
@@ -49,8 +52,21 @@ Tensor reduce(OpId id, const Tensor& x, const std::vector<int64_t>& dims, bool k
     else if (keepdim) out_shape.push_back(1);
   }
   p.scale = average ? static_cast<float>(1.0 / static_cast<double>(count)) : 1.f;
-  Tensor out = Tensor::empty(out_shape, DType::f32, x.device());
-  kc::sum_forward(p, x.data<float>(), out.data<float>());
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    // The kernel accumulates and writes f32; a 16-bit input gets its result
+    // rounded back to its dtype once, at the end.
+    Tensor acc = x.dtype() == DType::f32 ? out : Tensor::empty(out_shape, DType::f32, x.device());
+    cuda::launch(name, x.device(), [&](cudaStream_t s) {
+      const size_t ws = kernels::cuda::sum_workspace_bytes(p);
+      const Tensor work = ws > 0 ? Tensor::empty({static_cast<int64_t>(ws)}, DType::u8, x.device()) : Tensor();
+      kernels::cuda::sum_forward(p, cuda::kernel_dtype(x.dtype(), name), x.raw_data(), acc.data<float>(),
+                                 work.defined() ? work.raw_data() : nullptr, ws, s);
+    });
+    if (!acc.same(out)) copy_tensor(out, acc);
+  } else {
+    kc::sum_forward(p, x.data<float>(), out.data<float>());
+  }
 
   if (autograd::needs_grad({&x})) {
     // Backward: g broadcast back over the reduced dims (times 1/count for a
@@ -60,7 +76,19 @@ Tensor reduce(OpId id, const Tensor& x, const std::vector<int64_t>& dims, bool k
                      [mask, scale, keepdim, xs = x.shape(), st = ops::dense_strides_like(x.shape(), x)](
                          const Tensor& g, const autograd::NeedsGrad&) {
                        // gx = g * scale with g read through stride 0 on the reduced dims.
-                       Tensor gx = Tensor::empty_strided(xs, st, DType::f32, g.device());
+                       Tensor gx = Tensor::empty_strided(xs, st, g.dtype(), g.device());
+                       if (g.device().is_cuda()) {
+                         // A broadcasting copy, then the scale in place (dense gx).
+                         Strides gst(xs.size(), 0);
+                         for (size_t d = 0, k = 0; d < xs.size(); ++d) {
+                           if (!mask[d]) gst[d] = g.strides()[k];
+                           if (!mask[d] || keepdim) ++k;
+                         }
+                         copy_tensor(gx, ops::make_view(g, xs, gst, g.offset()));
+                         if (scale != 1.f && gx.numel() > 0)
+                           ops::unary_forward_any("mean backward", {kc::UnaryOp::mul_scalar, scale, 0.f}, gx, gx);
+                         return std::vector<Tensor>{gx};
+                       }
                        kernels::StridedIter<3> it;
                        it.ndim = static_cast<int>(xs.size());
                        for (int d = 0, k = 0; d < it.ndim; ++d) {

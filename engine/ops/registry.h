@@ -27,5 +27,8 @@ void check_supported(OpId op, std::initializer_list<const Tensor*> tensors);
 // Throws unless every defined tensor is on one device (for operands that
 // check_supported does not see, e.g. integer targets, indices, conditions).
 void check_same_device(OpId op, std::initializer_list<const Tensor*> tensors);
+// Throws unless every defined tensor has the dtype of the first: the CUDA
+// kernels take one dtype for all their float operands (no implicit conversion).
+void check_same_dtype(OpId op, std::initializer_list<const Tensor*> tensors);
 
 }  // namespace graft::ops

@@ -15,12 +15,12 @@ using ops::OpId;
 namespace {
 
 // Shape ops move data without computing on it: floating tensors go through
-// the op table (f32 on the CPU for now); integer and bool tensors (labels,
-// masks) are allowed on the CPU.
+// the op table (f32 on the CPU; f32/f16/bf16 on CUDA); integer and bool
+// tensors (labels, masks) are allowed on either device (copy_tensor moves
+// every dtype).
 void check_input(OpId id, const char* op, const Tensor& x) {
   GRAFT_CHECK(x.defined(), op << ": undefined input");
   if (is_floating(x.dtype())) ops::check_supported(id, {&x});
-  else GRAFT_CHECK(x.device().is_cpu(), op << ": " << x.str() << " is not supported (integer tensors: cpu only)");
 }
 
 int64_t normalize_dim(int64_t d, int64_t n, const char* op, const Shape& shape) {
@@ -194,7 +194,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   int64_t at = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
     starts[i] = at;
-    if (xs[i].numel() > 0) copy_cpu(narrow_view(out, d, at, xs[i].shape()[d]), xs[i]);
+    if (xs[i].numel() > 0) copy_tensor(narrow_view(out, d, at, xs[i].shape()[d]), xs[i]);
     at += xs[i].shape()[d];
   }
   if (autograd::needs_grad(xs)) {
@@ -231,7 +231,7 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
       gx.zero_();
       Strides vst = gx.strides();
       vst[d] *= step;
-      if (g.numel() > 0) copy_cpu(ops::make_view(gx, g.shape(), vst, s * gx.strides()[d]), g);
+      if (g.numel() > 0) copy_tensor(ops::make_view(gx, g.shape(), vst, s * gx.strides()[d]), g);
       return std::vector<Tensor>{gx};
     });
   return out;
@@ -257,9 +257,9 @@ Tensor pad_dim(const Tensor& x, int64_t d, int64_t before, int64_t after, PadMod
   Tensor out = Tensor::empty_strided(shape, ops::dense_strides_like(shape, x), x.dtype(), x.device());
   const int64_t j0 = std::max<int64_t>(0, before), j1 = std::min(Lo, before + L);  // copied straight
   if (out.numel() > 0) {
-    if (j1 > j0) copy_cpu(narrow_view(out, d, j0, j1 - j0), narrow_view(x, d, j0 - before, j1 - j0));
+    if (j1 > j0) copy_tensor(narrow_view(out, d, j0, j1 - j0), narrow_view(x, d, j0 - before, j1 - j0));
     for (int64_t j = 0; j < Lo; ++j)
-      if (j < j0 || j >= j1) copy_cpu(narrow_view(out, d, j, 1), narrow_view(x, d, pad_source(j - before, L, mode), 1));
+      if (j < j0 || j >= j1) copy_tensor(narrow_view(out, d, j, 1), narrow_view(x, d, pad_source(j - before, L, mode), 1));
   }
   if (autograd::needs_grad({&x}))
     autograd::record("pad", out, {x}, [d, before, L, Lo, j0, j1, mode, xs = x.shape(),
@@ -267,7 +267,7 @@ Tensor pad_dim(const Tensor& x, int64_t d, int64_t before, int64_t after, PadMod
       Tensor gx = Tensor::empty_strided(xs, xst, g.dtype(), g.device());
       gx.zero_();
       if (gx.numel() > 0 && g.numel() > 0) {
-        if (j1 > j0) copy_cpu(narrow_view(gx, d, j0 - before, j1 - j0), narrow_view(g, d, j0, j1 - j0));
+        if (j1 > j0) copy_tensor(narrow_view(gx, d, j0 - before, j1 - j0), narrow_view(g, d, j0, j1 - j0));
         for (int64_t j = 0; j < Lo; ++j)
           if (j < j0 || j >= j1) narrow_view(gx, d, pad_source(j - before, L, mode), 1).add_(narrow_view(g, d, j, 1));
       }
@@ -315,7 +315,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, PadMode mode, doub
     src = narrow_view(src, d, j0 - b, len);
     dst = narrow_view(dst, d, j0, len);
   }
-  if (src.numel() > 0) copy_cpu(dst, src);
+  if (src.numel() > 0) copy_tensor(dst, src);
   if (autograd::needs_grad({&x})) {
     std::vector<int64_t> p = pads;
     autograd::record("pad", out, {x}, [p, k, xs = x.shape(), xst = ops::dense_strides_like(x.shape(), x), os = shape](
@@ -331,7 +331,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, PadMode mode, doub
         gsrc = narrow_view(gsrc, d, j0, len);
         gdst = narrow_view(gdst, d, j0 - b, len);
       }
-      if (gsrc.numel() > 0) copy_cpu(gdst, gsrc);
+      if (gsrc.numel() > 0) copy_tensor(gdst, gsrc);
       return std::vector<Tensor>{gx};
     });
   }

@@ -1,8 +1,10 @@
 #include "engine/ops/softmax.h"
 
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
 #include "engine/ops/registry.h"
 #include "kernels/cpu/softmax.h"
+#include "kernels/cuda/softmax.h"
 
 namespace graft {
 
@@ -57,19 +59,40 @@ Tensor softmax_impl(ops::OpId id, const Tensor& x_in, int64_t axis, bool log) {
   const bool keep_cl = !x_in.is_contiguous() && x_in.is_channels_last();
   const Tensor x = keep_cl ? x_in : x_in.contiguous();
   AxisLayout l = nd == 0 ? AxisLayout{} : axis_layout(x, axis);
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), l.format);
-  if (log) kernels::cpu::log_softmax_forward(x.data<float>(), y.data<float>(), l.params);
-  else kernels::cpu::softmax_forward(x.data<float>(), y.data<float>(), l.params);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), l.format);
+  if (x.device().is_cuda()) {
+    if (x.numel() > 0)
+      cuda::launch(name, x.device(), [&](cudaStream_t s) {
+        const auto dt = cuda::kernel_dtype(x.dtype(), name);
+        if (log) kernels::cuda::log_softmax_forward(x.raw_data(), y.raw_data(), l.params, dt, s);
+        else kernels::cuda::softmax_forward(x.raw_data(), y.raw_data(), l.params, dt, s);
+      });
+  } else if (log) {
+    kernels::cpu::log_softmax_forward(x.data<float>(), y.data<float>(), l.params);
+  } else {
+    kernels::cpu::softmax_forward(x.data<float>(), y.data<float>(), l.params);
+  }
 
   if (autograd::needs_grad({&x})) {
     // Both backwards need only the output, so the input is not kept alive.
     autograd::Saved saved_y(y, name);
-    autograd::record(name, y, {x}, [saved_y, l, log](const Tensor& g, const autograd::NeedsGrad&) {
+    autograd::record(name, y, {x}, [saved_y, l, log, id, name](const Tensor& g, const autograd::NeedsGrad&) {
       const Tensor yv = saved_y.get();
       const Tensor gv = as_format(g, l.format);
-      Tensor dx = Tensor::empty(yv.shape(), DType::f32, yv.device(), l.format);
-      if (log) kernels::cpu::log_softmax_backward(yv.data<float>(), gv.data<float>(), dx.data<float>(), l.params);
-      else kernels::cpu::softmax_backward(yv.data<float>(), gv.data<float>(), dx.data<float>(), l.params);
+      Tensor dx = Tensor::empty(yv.shape(), yv.dtype(), yv.device(), l.format);
+      if (yv.device().is_cuda()) {
+        ops::check_same_dtype(id, {&yv, &gv});
+        if (dx.numel() > 0)
+          cuda::launch(name, yv.device(), [&](cudaStream_t s) {
+            const auto dt = cuda::kernel_dtype(yv.dtype(), name);
+            if (log) kernels::cuda::log_softmax_backward(yv.raw_data(), gv.raw_data(), dx.raw_data(), l.params, dt, s);
+            else kernels::cuda::softmax_backward(yv.raw_data(), gv.raw_data(), dx.raw_data(), l.params, dt, s);
+          });
+      } else if (log) {
+        kernels::cpu::log_softmax_backward(yv.data<float>(), gv.data<float>(), dx.data<float>(), l.params);
+      } else {
+        kernels::cpu::softmax_backward(yv.data<float>(), gv.data<float>(), dx.data<float>(), l.params);
+      }
       return std::vector<Tensor>{dx};
     });
   }

@@ -1,9 +1,119 @@
 #include "engine/optim/optimizer.h"
 
+#include <map>
+#include <tuple>
+
 #include "engine/autograd/grad_mode.h"
+#include "engine/core/cuda_runtime.h"
+#include "engine/core/kernel_launch.h"
 #include "kernels/cpu/optim.h"
+#include "kernels/cuda/optim.h"
 
 namespace graft::optim {
+
+namespace kg = kernels::cuda;
+
+namespace detail {
+
+// Two (pinned host, device) table buffers used in turn. A slot's event is
+// recorded after the launch that read it; acquire() waits for it before the
+// host writes the slot again.
+struct CudaTableRing {
+  struct Slot {
+    void* host = nullptr;
+    void* device = nullptr;
+    size_t bytes = 0;
+    int device_index = -1;
+    cuda::Event done;
+  };
+  Slot slots[2];
+  int next = 0;
+
+  CudaTableRing() = default;
+  CudaTableRing(const CudaTableRing&) = delete;
+  CudaTableRing& operator=(const CudaTableRing&) = delete;
+  ~CudaTableRing() {
+    for (Slot& s : slots) {
+      try {
+        release(s);
+      } catch (...) {  // a destructor must not throw; the process is likely ending with a CUDA error
+      }
+    }
+  }
+
+  static void release(Slot& s) {
+    s.done.synchronize();  // the last launch that read the slot is done
+    if (s.host) cuda::pinned_free(s.host);
+    if (s.device) cuda::device_free(s.device, s.device_index);
+    s = Slot{};
+  }
+
+  // The next slot, free to write, holding at least `bytes` on `device`.
+  Slot& acquire(size_t bytes, int device) {
+    Slot& s = slots[next];
+    next ^= 1;
+    s.done.synchronize();
+    if (s.bytes < bytes || s.device_index != device) {
+      release(s);
+      size_t cap = 4096;
+      while (cap < bytes) cap *= 2;
+      s.device_index = device;
+      s.host = cuda::pinned_alloc(cap);
+      s.device = cuda::device_alloc(cap, device);
+      s.done = cuda::Event::create(device);
+      s.bytes = cap;
+    }
+    return s;
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+// The CUDA parameters of one step, grouped by what one fused launch shares:
+// device, gradient dtype, and the step count (Adam) or first-step flag (SGD).
+using FusedKey = std::tuple<int, DType, int64_t>;
+struct FusedList {
+  std::vector<kg::OptimTensor> tensors;
+  std::vector<Tensor> keep;  // gradient copies the launch reads (freed after queuing: same stream)
+};
+
+kg::OptimTensor fused_entry(const Tensor& p, const Tensor& g, const Tensor& s0, const Tensor& s1,
+                            const ParamGroup& group) {
+  kg::OptimTensor t;
+  t.param = p.data<float>();
+  t.grad = g.raw_data();
+  t.state0 = s0.defined() ? s0.data<float>() : nullptr;
+  t.state1 = s1.defined() ? s1.data<float>() : nullptr;
+  t.numel = p.numel();
+  t.lr_mult = static_cast<float>(group.lr_mult);
+  t.weight_decay = group.weight_decay;
+  t.trainable = true;
+  return t;
+}
+
+// One fused launch per list, its table in the ring's next slot.
+// launch(list, grad_dtype, table, stream) calls the kernel's launcher.
+template <class Launch>
+void launch_fused(const char* op, detail::CudaTableRing& ring, const std::map<FusedKey, FusedList>& lists,
+                  Launch launch) {
+  for (const auto& [key, list] : lists) {
+    const int device = std::get<0>(key);
+    const DType grad_dtype = std::get<1>(key);
+    cuda::launch(op, Device::cuda(device), [&](cudaStream_t stream) {
+      const int count = static_cast<int>(list.tensors.size());
+      const size_t bytes = kg::multi_tensor_table_bytes(list.tensors.data(), count);
+      if (bytes == 0) return;
+      detail::CudaTableRing::Slot& slot = ring.acquire(bytes, device);
+      const kg::MultiTensorTable table{slot.host, slot.device, slot.bytes};
+      launch(list, cuda::kernel_dtype(grad_dtype, op), std::get<2>(key), table, stream);
+      slot.done.record(cuda::current_stream(device));
+    });
+  }
+}
+
+}  // namespace
 
 Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr) : groups_(std::move(groups)), lr_(lr) {
   GRAFT_CHECK(lr >= 0, "optimizer: negative learning rate " << lr);
@@ -22,11 +132,17 @@ bool Optimizer::updatable(const Tensor& p, const char* opt) const {
   if (!p.requires_grad()) return false;  // frozen
   Tensor g = p.grad();
   if (!g.defined()) return false;  // not reached by this backward
-  GRAFT_CHECK(p.dtype() == DType::f32 && p.device().is_cpu() && p.is_dense(),
+  GRAFT_CHECK(p.dtype() == DType::f32 && p.is_dense(),
               opt << ": parameter '" << p.name() << "' " << p.str()
-                  << " is not supported (dense f32 on the cpu; CUDA updates arrive with the CUDA backend)");
+                  << " is not supported (master weights are dense f32, on the cpu or a GPU)");
   GRAFT_CHECK(g.shape() == p.shape(), opt << ": gradient " << shape_str(g.shape()) << " of parameter '" << p.name()
                                           << "' does not match its shape " << shape_str(p.shape()));
+  if (p.device().is_cuda()) {
+    GRAFT_CHECK(g.device() == p.device(), opt << ": gradient " << g.str() << " of parameter '" << p.name()
+                                              << "' is not on the parameter's device " << p.device().str());
+    GRAFT_CHECK(is_floating(g.dtype()), opt << ": gradient " << g.str() << " of parameter '" << p.name()
+                                            << "' is not f32, f16 or bf16");
+  }
   return true;
 }
 
@@ -49,10 +165,26 @@ SGD::SGD(std::vector<ParamGroup> groups, const SgdOptions& opt) : Optimizer(std:
 
 void SGD::step() {
   NoGradGuard no_grad;
+  std::map<FusedKey, FusedList> fused;  // parameters on GPUs
   for (auto& group : groups_) {
     for (auto& p : group.params) {
       if (!updatable(p, "SGD")) continue;
       Tensor g = grad_like(p);
+      if (p.device().is_cuda()) {
+        Tensor buf;
+        bool first = false;
+        if (opt_.momentum != 0) {
+          auto it = momentum_.find(p.impl_ptr().get());
+          first = it == momentum_.end();
+          if (first) it = momentum_.emplace(p.impl_ptr().get(), Tensor::zeros_like(p)).first;
+          buf = it->second;
+        }
+        FusedList& list = fused[FusedKey{p.device().index, g.dtype(), first ? 1 : 0}];
+        list.tensors.push_back(fused_entry(p, g, buf, Tensor(), group));
+        list.keep.push_back(g);
+        p.bump_version();
+        continue;
+      }
       kernels::cpu::SgdParams s;
       s.lr = static_cast<float>(lr_ * group.lr_mult);
       s.momentum = static_cast<float>(opt_.momentum);
@@ -70,6 +202,22 @@ void SGD::step() {
       p.bump_version();
     }
   }
+  if (fused.empty()) return;
+  if (!cuda_tables_) cuda_tables_ = std::make_shared<detail::CudaTableRing>();
+  kernels::cpu::SgdParams base;
+  base.lr = static_cast<float>(lr_);
+  base.momentum = static_cast<float>(opt_.momentum);
+  base.dampening = static_cast<float>(opt_.dampening);
+  base.weight_decay = static_cast<float>(opt_.weight_decay);
+  base.nesterov = opt_.nesterov;
+  launch_fused("SGD", *cuda_tables_, fused,
+               [&](const FusedList& list, kg::DataType grad_dt, int64_t first, const kg::MultiTensorTable& table,
+                   cudaStream_t stream) {
+                 kernels::cpu::SgdParams b = base;
+                 b.first_step = first != 0;
+                 kg::sgd_update_multi(list.tensors.data(), static_cast<int>(list.tensors.size()), grad_dt, b, table,
+                                      stream);
+               });
 }
 
 Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& opt) : Optimizer(std::move(groups), opt.lr), opt_(opt) {
@@ -80,14 +228,23 @@ Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& opt) : Optimizer(s
 
 void Adam::step() {
   NoGradGuard no_grad;
+  const char* name = opt_.decoupled_weight_decay ? "AdamW" : "Adam";
+  std::map<FusedKey, FusedList> fused;  // parameters on GPUs
   for (auto& group : groups_) {
     for (auto& p : group.params) {
-      if (!updatable(p, opt_.decoupled_weight_decay ? "AdamW" : "Adam")) continue;
+      if (!updatable(p, name)) continue;
       Tensor g = grad_like(p);
       auto it = state_.find(p.impl_ptr().get());
       if (it == state_.end())
         it = state_.emplace(p.impl_ptr().get(), State{Tensor::zeros_like(p), Tensor::zeros_like(p), 0}).first;
       State& st = it->second;
+      if (p.device().is_cuda()) {
+        FusedList& list = fused[FusedKey{p.device().index, g.dtype(), ++st.step}];
+        list.tensors.push_back(fused_entry(p, g, st.m, st.v, group));
+        list.keep.push_back(g);
+        p.bump_version();
+        continue;
+      }
       kernels::cpu::AdamParams a;
       a.lr = static_cast<float>(lr_ * group.lr_mult);
       a.beta1 = static_cast<float>(opt_.beta1);
@@ -100,6 +257,23 @@ void Adam::step() {
       p.bump_version();
     }
   }
+  if (fused.empty()) return;
+  if (!cuda_tables_) cuda_tables_ = std::make_shared<detail::CudaTableRing>();
+  kernels::cpu::AdamParams base;
+  base.lr = static_cast<float>(lr_);
+  base.beta1 = static_cast<float>(opt_.beta1);
+  base.beta2 = static_cast<float>(opt_.beta2);
+  base.eps = static_cast<float>(opt_.eps);
+  base.weight_decay = static_cast<float>(opt_.weight_decay);
+  base.decoupled = opt_.decoupled_weight_decay;
+  launch_fused(name, *cuda_tables_, fused,
+               [&](const FusedList& list, kg::DataType grad_dt, int64_t step, const kg::MultiTensorTable& table,
+                   cudaStream_t stream) {
+                 kernels::cpu::AdamParams b = base;
+                 b.step = step;
+                 kg::adam_update_multi(list.tensors.data(), static_cast<int>(list.tensors.size()), grad_dt, b, table,
+                                       stream);
+               });
 }
 
 }  // namespace graft::optim

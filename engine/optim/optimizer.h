@@ -1,6 +1,16 @@
 // Optimizers over parameter groups. A group carries a learning-rate
 // multiplier and whether weight decay applies; a parameter that does not
 // require grad (frozen) or received no gradient is left untouched.
+//
+// Parameters on the CPU are updated one by one (kernels/cpu/optim.h).
+// Parameters on a GPU are updated by one fused launch per step over all of
+// them (kernels/cuda/optim.h; one per device, gradient dtype and step count
+// when those differ), with the optimizer's state on the parameter's device.
+// The launch table is packed into page-locked host memory and uploaded
+// asynchronously; the optimizer keeps two such tables and uses them in turn,
+// each guarded by an event recorded after the launch that reads it, so a step
+// never overwrites a table a previous launch may still be reading (it waits
+// for that launch only if it is still running two steps later).
 #pragma once
 
 #include <memory>
@@ -10,6 +20,10 @@
 #include "engine/core/tensor.h"
 
 namespace graft::optim {
+
+namespace detail {
+struct CudaTableRing;  // the fused CUDA update's launch tables (optimizer.cpp)
+}
 
 struct ParamGroup {
   std::vector<Tensor> params;
@@ -32,6 +46,7 @@ class Optimizer {
   bool updatable(const Tensor& p, const char* opt) const;
   std::vector<ParamGroup> groups_;
   double lr_;
+  std::shared_ptr<detail::CudaTableRing> cuda_tables_;
 };
 
 struct SgdOptions {

@@ -171,14 +171,34 @@ bool row_aligned(const OptimTensor& t, int states) {
          (states < 2 || aligned16(t.state1));
 }
 
+int64_t count_rows(const OptimTensor* tensors, int count) {
+  int64_t rows = 0;
+  for (int k = 0; k < count; ++k) rows += tensors[k].trainable && tensors[k].numel > 0;
+  return rows;
+}
+
+size_t table_bytes(const OptimTensor* tensors, int count) {
+  return static_cast<size_t>(count_rows(tensors, count)) * sizeof(TensorRow) +
+         static_cast<size_t>(count_chunks(tensors, count)) * sizeof(ChunkRow);
+}
+
 // Builds both tables in one host buffer, uploads it, launches, frees the
-// device copy stream-ordered. make_row(tensor) -> TensorRow with rates set.
+// device copy stream-ordered; or, with `table`, packs into the caller's pinned
+// buffer and uploads into its device buffer (nothing allocated or freed).
+// make_row(tensor) -> TensorRow with rates set.
 template <int kStates, class Op, class MakeRow>
 void launch_multi(const char* fn, const OptimTensor* tensors, int count, DataType grad_dt, const Op& op,
-                  MakeRow make_row, cudaStream_t stream) {
+                  MakeRow make_row, const MultiTensorTable* table, cudaStream_t stream) {
   const int64_t nchunks = count_chunks(tensors, count);
   if (nchunks == 0) return;
   if (nchunks > INT_MAX) bad(fn, "too many chunks (" + std::to_string(nchunks) + ")");
+  if (table) {
+    const size_t need = table_bytes(tensors, count);
+    if (!table->host || !table->device) bad(fn, "table.host or table.device is null");
+    if (table->bytes < need)
+      bad(fn, "table.bytes " + std::to_string(table->bytes) + " is below the " + std::to_string(need) + " needed");
+    if (!aligned16(table->host) || !aligned16(table->device)) bad(fn, "table buffers must be 16-byte aligned");
+  }
   std::vector<TensorRow> rows;
   std::vector<ChunkRow> chunks;
   chunks.reserve(static_cast<size_t>(nchunks));
@@ -198,6 +218,21 @@ void launch_multi(const char* fn, const OptimTensor* tensors, int count, DataTyp
     for (int64_t c = 0; c < tc; ++c) chunks.push_back({row, static_cast<int32_t>(c)});
   }
   const size_t rows_bytes = rows.size() * sizeof(TensorRow), chunk_bytes = chunks.size() * sizeof(ChunkRow);
+  if (table) {
+    unsigned char* host = static_cast<unsigned char*>(table->host);
+    std::memcpy(host, rows.data(), rows_bytes);
+    std::memcpy(host + rows_bytes, chunks.data(), chunk_bytes);
+    GRAFT_KERNEL_CUDA_CHECK(
+        cudaMemcpyAsync(table->device, host, rows_bytes + chunk_bytes, cudaMemcpyHostToDevice, stream));
+    const TensorRow* drows = static_cast<const TensorRow*>(table->device);
+    const ChunkRow* dchunks = reinterpret_cast<const ChunkRow*>(static_cast<unsigned char*>(table->device) + rows_bytes);
+    const unsigned grid = static_cast<unsigned>(nchunks);
+    GRAFT_DISPATCH_FLOAT(grad_dt, G, {
+      multi_tensor_update_kernel<G, kStates, Op><<<grid, kThreads, 0, stream>>>(drows, dchunks, op);
+    });
+    GRAFT_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   std::vector<unsigned char> host(rows_bytes + chunk_bytes);
   std::memcpy(host.data(), rows.data(), rows_bytes);
   std::memcpy(host.data() + rows_bytes, chunks.data(), chunk_bytes);
@@ -232,8 +267,15 @@ int64_t multi_tensor_chunks(const OptimTensor* tensors, int count) {
   return count_chunks(tensors, count);
 }
 
-void sgd_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const SgdParams& base,
-                      cudaStream_t stream) {
+size_t multi_tensor_table_bytes(const OptimTensor* tensors, int count) {
+  if (count > 0 && !tensors) bad("cuda::multi_tensor_table_bytes", "tensors is null");
+  return table_bytes(tensors, count);
+}
+
+namespace {
+
+void sgd_multi(const OptimTensor* tensors, int count, DataType grad_dt, const SgdParams& base,
+               const MultiTensorTable* table, cudaStream_t stream) {
   const char* fn = "cuda::sgd_update_multi";
   const bool use_momentum = base.momentum != 0.f;
   if (!std::isfinite(base.lr) || !std::isfinite(base.momentum) || !std::isfinite(base.dampening) ||
@@ -251,12 +293,12 @@ void sgd_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, c
     r.decay = 1.f;
     return r;
   };
-  if (use_momentum) launch_multi<1>(fn, tensors, count, grad_dt, op, make_row, stream);
-  else launch_multi<0>(fn, tensors, count, grad_dt, op, make_row, stream);
+  if (use_momentum) launch_multi<1>(fn, tensors, count, grad_dt, op, make_row, table, stream);
+  else launch_multi<0>(fn, tensors, count, grad_dt, op, make_row, table, stream);
 }
 
-void adam_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const AdamParams& base,
-                       cudaStream_t stream) {
+void adam_multi(const OptimTensor* tensors, int count, DataType grad_dt, const AdamParams& base,
+                const MultiTensorTable* table, cudaStream_t stream) {
   const char* fn = base.decoupled ? "cuda::adam_update_multi (AdamW)" : "cuda::adam_update_multi";
   if (!(base.beta1 >= 0.f && base.beta1 < 1.f && base.beta2 >= 0.f && base.beta2 < 1.f))
     bad(fn, "betas must lie in [0, 1), got " + std::to_string(base.beta1) + ", " + std::to_string(base.beta2));
@@ -276,7 +318,26 @@ void adam_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, 
     r.wd = a.decoupled ? 0.f : a.weight_decay;
     return r;
   };
-  launch_multi<2>(fn, tensors, count, grad_dt, op, make_row, stream);
+  launch_multi<2>(fn, tensors, count, grad_dt, op, make_row, table, stream);
+}
+
+}  // namespace
+
+void sgd_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const SgdParams& base,
+                      cudaStream_t stream) {
+  sgd_multi(tensors, count, grad_dt, base, nullptr, stream);
+}
+void sgd_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const SgdParams& base,
+                      const MultiTensorTable& table, cudaStream_t stream) {
+  sgd_multi(tensors, count, grad_dt, base, &table, stream);
+}
+void adam_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const AdamParams& base,
+                       cudaStream_t stream) {
+  adam_multi(tensors, count, grad_dt, base, nullptr, stream);
+}
+void adam_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const AdamParams& base,
+                       const MultiTensorTable& table, cudaStream_t stream) {
+  adam_multi(tensors, count, grad_dt, base, &table, stream);
 }
 
 }  // namespace graft::kernels::cuda

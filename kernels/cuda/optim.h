@@ -82,4 +82,28 @@ void adam_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, 
 // Chunks a list would launch (trainable tensors only); for tests and benchmarks.
 int64_t multi_tensor_chunks(const OptimTensor* tensors, int count);
 
+// ---- the table in caller-owned buffers ---------------------------------------------------
+// The launchers above allocate the device table per call and upload it from
+// pageable memory. A caller that steps every iteration (the engine's
+// optimizers) passes its own buffers instead: `host` page-locked (cudaMallocHost)
+// and `device` device memory, each at least `bytes` >= multi_tensor_table_bytes()
+// bytes, 16-byte aligned. The launcher packs the table into `host`, queues the
+// upload to `device` (truly asynchronous: pinned) and the kernel on `stream`,
+// and returns at once. Both buffers are in use until the stream has passed the
+// launch: the caller must not touch them before (record an event after the call
+// and wait for it before reusing them).
+struct MultiTensorTable {
+  void* host = nullptr;
+  void* device = nullptr;
+  size_t bytes = 0;
+};
+
+// Bytes of the packed table for this list (0: no trainable elements, nothing to launch).
+size_t multi_tensor_table_bytes(const OptimTensor* tensors, int count);
+
+void sgd_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const SgdParams& base,
+                      const MultiTensorTable& table, cudaStream_t stream);
+void adam_update_multi(const OptimTensor* tensors, int count, DataType grad_dt, const AdamParams& base,
+                       const MultiTensorTable& table, cudaStream_t stream);
+
 }  // namespace graft::kernels::cuda
