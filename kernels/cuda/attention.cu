@@ -10,23 +10,27 @@
 //   the max reduced over the 4 threads of a quad with shuffles; l is kept
 //   per thread and reduced once at the end - every thread of a quad rescales
 //   by the same alpha so the partial sums stay consistent);
-//   P -> bf16/f16 in registers, re-used as the A operand (the C layout equals
-//   the A layout, attention_index.h: c_to_a_*), O (16 x D) += P V (B = V by
-//   ldmatrix.trans).
+//   P -> bf16/f16 in registers, re-used as the A operand, O (16 x D) += P V
+//   (B = V by ldmatrix.trans). Why no shuffle is needed: the accumulator of
+//   n-tile j gives a thread rows g, g+8 and columns 8j+2t, +1; the A fragment
+//   of k-step kk asks it for rows g, g+8 and columns 16kk+2t, +1 (regs 0, 1)
+//   and 16kk+8+2t, +1 (regs 2, 3) - i.e. n-tiles 2kk and 2kk+1, the same
+//   rows, the same pairs of adjacent columns, low column in the low half
+//   (attention_index.h: c_to_a_tile / c_to_a_float, checked by a host test).
 // Then O /= l, written in the input dtype; lse = m + log l per row (f32).
 // The score matrix never touches device memory.
 //
 // Backward: attn_bwd_delta_kernel (delta = rowsum(dO * O), one warp per row),
 // then attn_bwd_kernel<T, D>: one CTA of 4 warps per (b, h, 64-key block),
-// each warp owning 16 keys; the CTA loops over 64-query blocks (Q, dO, lse,
-// delta double-buffered by cp.async) and per block computes, transposed so
-// that keys are the mma M dimension:
+// each warp owning 16 keys; the CTA loops over query blocks of 64 rows (32 at
+// d 128, see bwd_block_m; Q, dO, lse, delta double-buffered by cp.async) and
+// per block computes, transposed so that keys are the mma M dimension:
 //   S^T = K Q^T, P^T = exp(S^T - lse)        (recomputed, f32)
 //   dV += (P^T o Z) dO                        (A = P^T from registers, B = dO by ldmatrix.trans)
 //   dP^T = V dO^T                             (A = V by ldmatrix, B = dO by ldmatrix)
 //   dS^T = scale * P^T o (dP^T o Z - delta)   (Z: dropout keep / (1 - p), 1 without dropout)
 //   dK += dS^T Q                              (A = dS^T from registers, B = Q by ldmatrix.trans)
-//   dS^T -> shared memory; dQ (64 x D) += dS K (A = dS by ldmatrix.trans of dS^T,
+//   dS^T -> shared memory; dQ (rows x D) += dS K (A = dS by ldmatrix.trans of dS^T,
 //   B = K by ldmatrix.trans), added with f32 atomicAdd into the workspace.
 // dK and dV are written once by the CTA that owns the keys (deterministic);
 // attn_convert_kernel turns the f32 dQ into the input dtype.
@@ -42,7 +46,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cpu/philox.h"
 #include "kernels/cuda/attention_index.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -74,9 +77,17 @@ template <int D>
 constexpr int fwd_smem_bytes() {  // Q + 2 x K + 2 x V, 16-bit elements
   return (kBlockM + 4 * kBlockN) * (D + kPad) * 2;
 }
+// Backward query rows per step: 64, but 32 at d 128, where the dK and dV
+// accumulators (2 x 64 floats per thread) plus S^T and dP^T (2 x 32 floats at
+// 64 rows) would reach the 255-register limit (spills on sm_80).
+template <int D>
+constexpr int bwd_block_m() {
+  return D >= 128 ? 32 : 64;
+}
 template <int D>
 constexpr int bwd_smem_bytes() {  // K, V, 2 x Q, 2 x dO, dS^T (16-bit) + 2 x (lse, delta) f32
-  return (2 * kBlockN + 4 * kBlockM) * (D + kPad) * 2 + kBlockN * (kBlockM + kPad) * 2 + 4 * kBlockM * 4;
+  constexpr int m = bwd_block_m<D>();
+  return (2 * kBlockN + 4 * m) * (D + kPad) * 2 + kBlockN * (m + kPad) * 2 + 4 * m * 4;
 }
 
 struct Args {
@@ -129,24 +140,12 @@ __device__ __forceinline__ void load_tile(uint16_t* smem, const uint16_t* gmem, 
   }
 }
 
-__device__ __forceinline__ uint32_t philox_lane(const Philox4& r, uint32_t lane) {
-  return lane == 0 ? r.v[0] : lane == 1 ? r.v[1] : lane == 2 ? r.v[2] : r.v[3];
-}
-// The dropout decision of flat element e (cpu::dropout_forward's mapping).
+// Dropout decisions (cpu::dropout_forward's mapping), attention_index.h.
 __device__ __forceinline__ bool dropout_keep(const Args& a, uint64_t e) {
-  const Philox4 r = philox_block(a.seed, a.offset + (e >> 2));
-  return philox_uniform(philox_lane(r, static_cast<uint32_t>(e & 3))) >= a.drop_p;
+  return ai::dropout_keep(a.seed, a.offset, e, a.drop_p);
 }
-// Decisions of elements e and e + 1 (one Philox block unless e % 4 == 3).
 __device__ __forceinline__ void dropout_keep2(const Args& a, uint64_t e, bool& k0, bool& k1) {
-  const Philox4 r = philox_block(a.seed, a.offset + (e >> 2));
-  const uint32_t l = static_cast<uint32_t>(e & 3);
-  k0 = philox_uniform(philox_lane(r, l)) >= a.drop_p;
-  if (l == 3) {
-    k1 = philox_uniform(philox_block(a.seed, a.offset + (e >> 2) + 1).v[0]) >= a.drop_p;
-  } else {
-    k1 = philox_uniform(philox_lane(r, l + 1)) >= a.drop_p;
-  }
+  ai::dropout_keep2(a.seed, a.offset, e, a.drop_p, k0, k1);
 }
 
 // Score of (query i, key j) from the raw product: scale, mask, -inf outside.
@@ -349,16 +348,18 @@ __global__ void attn_convert_kernel(const float* __restrict__ src, T* __restrict
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
   static_assert(D % 32 == 0 && D <= 128, "head dim: dQ chunks of 32 columns");
+  constexpr int kBM = bwd_block_m<D>();  // queries per step
+  static_assert(kBM % 16 == 0 && kBM <= 64, "whole k-steps; at most 32 dropout bits");
   constexpr int kStride = D + kPad;
-  constexpr int kSStride = kBlockM + kPad;  // dS^T rows (keys) of kBlockM queries
+  constexpr int kSStride = kBM + kPad;  // dS^T rows (keys) of kBM queries
   extern __shared__ __align__(16) unsigned char smem_raw[];
   uint16_t* sK = reinterpret_cast<uint16_t*>(smem_raw);  // kBlockN x kStride
   uint16_t* sV = sK + kBlockN * kStride;                   // kBlockN x kStride
-  uint16_t* sQ = sV + kBlockN * kStride;                   // 2 x kBlockM x kStride
-  uint16_t* sdO = sQ + 2 * kBlockM * kStride;              // 2 x kBlockM x kStride
-  uint16_t* sdS = sdO + 2 * kBlockM * kStride;             // kBlockN x kSStride
-  float* sL = reinterpret_cast<float*>(sdS + kBlockN * kSStride);  // 2 x kBlockM
-  float* sDelta = sL + 2 * kBlockM;                                // 2 x kBlockM
+  uint16_t* sQ = sV + kBlockN * kStride;                   // 2 x kBM x kStride
+  uint16_t* sdO = sQ + 2 * kBM * kStride;              // 2 x kBM x kStride
+  uint16_t* sdS = sdO + 2 * kBM * kStride;             // kBlockN x kSStride
+  float* sL = reinterpret_cast<float*>(sdS + kBlockN * kSStride);  // 2 x kBM
+  float* sDelta = sL + 2 * kBM;                                // 2 x kBM
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = ai::frag_g(lane), t = ai::frag_t(lane);
@@ -382,20 +383,20 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
   // stores. Rows past Sq and fully masked rows (lse -inf) get lse = +inf, so
   // their P = exp(s - lse) is 0 and they contribute nothing.
   auto load_stage = [&](int qb, int st) {
-    const int i0 = qb * kBlockM;
-    load_tile<D, kBlockM>(sQ + st * kBlockM * kStride, Qbh + static_cast<int64_t>(i0) * D, Sq - i0, a.vec);
-    load_tile<D, kBlockM>(sdO + st * kBlockM * kStride, dObh + static_cast<int64_t>(i0) * D, Sq - i0, a.vec);
-    for (int r = threadIdx.x; r < kBlockM; r += kThreads) {
+    const int i0 = qb * kBM;
+    load_tile<D, kBM>(sQ + st * kBM * kStride, Qbh + static_cast<int64_t>(i0) * D, Sq - i0, a.vec);
+    load_tile<D, kBM>(sdO + st * kBM * kStride, dObh + static_cast<int64_t>(i0) * D, Sq - i0, a.vec);
+    for (int r = threadIdx.x; r < kBM; r += kThreads) {
       const int i = i0 + r;
       const float L = i < Sq ? lse_bh[i] : INFINITY;
-      sL[st * kBlockM + r] = L == -INFINITY ? INFINITY : L;
-      sDelta[st * kBlockM + r] = i < Sq ? delta_bh[i] : 0.f;
+      sL[st * kBM + r] = L == -INFINITY ? INFINITY : L;
+      sDelta[st * kBM + r] = i < Sq ? delta_bh[i] : 0.f;
     }
   };
 
-  const int nqb = (Sq + kBlockM - 1) / kBlockM;
+  const int nqb = (Sq + kBM - 1) / kBM;
   // Causal: query rows before k0 see none of these keys.
-  const int qb_begin = a.causal ? min(k0 / kBlockM, nqb) : 0;
+  const int qb_begin = a.causal ? min(k0 / kBM, nqb) : 0;
   if (qb_begin < nqb) load_stage(qb_begin, 0);
   cp_async_commit();
 
@@ -416,22 +417,22 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
       cp_async_wait<0>();
     }
     __syncthreads();
-    const int i0 = qb * kBlockM;
-    const uint16_t* cQ = sQ + st * kBlockM * kStride;
-    const uint16_t* cdO = sdO + st * kBlockM * kStride;
-    const float* cL = sL + st * kBlockM;
-    const float* cDelta = sDelta + st * kBlockM;
+    const int i0 = qb * kBM;
+    const uint16_t* cQ = sQ + st * kBM * kStride;
+    const uint16_t* cdO = sdO + st * kBM * kStride;
+    const float* cL = sL + st * kBM;
+    const float* cDelta = sDelta + st * kBM;
 
-    // S^T = K Q^T: this warp's 16 keys x 64 queries.
-    float p[kBlockM / 8][4];
+    // S^T = K Q^T: this warp's 16 keys x kBM queries.
+    float p[kBM / 8][4];
 #pragma unroll
-    for (int j = 0; j < kBlockM / 8; ++j) p[j][0] = p[j][1] = p[j][2] = p[j][3] = 0.f;
+    for (int j = 0; j < kBM / 8; ++j) p[j][0] = p[j][1] = p[j][2] = p[j][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       uint32_t ka[4];
       ldmatrix_x4(ka, sK + (warp * 16 + ai::ldsm_a_row(lane)) * kStride + kk * 16 + ai::ldsm_a_col(lane));
 #pragma unroll
-      for (int np = 0; np < kBlockM / 16; ++np) {
+      for (int np = 0; np < kBM / 16; ++np) {
         uint32_t qb4[4];
         ldmatrix_x4(qb4, cQ + (np * 16 + ai::ldsm_bnk_n(lane)) * kStride + kk * 16 + ai::ldsm_bnk_k(lane));
         const uint32_t b0[2] = {qb4[0], qb4[1]}, b1[2] = {qb4[2], qb4[3]};
@@ -441,10 +442,10 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
     }
     // P^T = exp(S^T - lse[query]). Dropout: bit 4j + c of `dropped` marks a dropped
     // element; the factor Z is then 0, else 1 / (1 - p) (1 without dropout).
-    static_assert(kBlockM / 8 * 4 <= 32, "one bit per accumulator element");
+    static_assert(kBM / 8 * 4 <= 32, "one bit per accumulator element");
     uint32_t dropped = 0;
 #pragma unroll
-    for (int j = 0; j < kBlockM / 8; ++j)
+    for (int j = 0; j < kBM / 8; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int qi = 8 * j + ai::c_col(lane, c), kj = key[c >> 1];
@@ -462,7 +463,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
     // dV += (P^T o Z) dO: A = P^T o Z (registers), B = dO [query][d] by ldmatrix.trans.
     if (a.dv != nullptr) {
 #pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+      for (int kk = 0; kk < kBM / 16; ++kk) {
         uint32_t pa[4];
 #pragma unroll
         for (int reg = 0; reg < 4; ++reg) {
@@ -482,15 +483,15 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
 
     if (a.dk != nullptr || a.dq_acc != nullptr) {
       // dP^T = V dO^T: A = V rows of this warp's keys, B = dO [query][d] (non-transposed).
-      float dp_[kBlockM / 8][4];
+      float dp_[kBM / 8][4];
 #pragma unroll
-      for (int j = 0; j < kBlockM / 8; ++j) dp_[j][0] = dp_[j][1] = dp_[j][2] = dp_[j][3] = 0.f;
+      for (int j = 0; j < kBM / 8; ++j) dp_[j][0] = dp_[j][1] = dp_[j][2] = dp_[j][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         uint32_t va[4];
         ldmatrix_x4(va, sV + (warp * 16 + ai::ldsm_a_row(lane)) * kStride + kk * 16 + ai::ldsm_a_col(lane));
 #pragma unroll
-        for (int np = 0; np < kBlockM / 16; ++np) {
+        for (int np = 0; np < kBM / 16; ++np) {
           uint32_t ob[4];
           ldmatrix_x4(ob, cdO + (np * 16 + ai::ldsm_bnk_n(lane)) * kStride + kk * 16 + ai::ldsm_bnk_k(lane));
           const uint32_t b0[2] = {ob[0], ob[1]}, b1[2] = {ob[2], ob[3]};
@@ -500,14 +501,14 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
       }
       // dS^T = scale * P^T o (dP^T o Z - delta), in place of P; also to shared memory as T.
 #pragma unroll
-      for (int j = 0; j < kBlockM / 8; ++j)
+      for (int j = 0; j < kBM / 8; ++j)
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
           const int qi = 8 * j + ai::c_col(lane, c);
           p[j][c] = a.scale * p[j][c] * (dp_[j][c] * zf(j, c) - cDelta[qi]);
         }
 #pragma unroll
-      for (int j = 0; j < kBlockM / 8; ++j)
+      for (int j = 0; j < kBM / 8; ++j)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {  // C rows g (r = 0), g + 8 (r = 1); columns 8j + 2t, +1
           uint16_t* dst = sdS + (warp * 16 + g + 8 * r) * kSStride + 8 * j + 2 * t;
@@ -517,7 +518,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
       // dK += dS^T Q: A = dS^T (registers), B = Q [query][d] by ldmatrix.trans.
       if (a.dk != nullptr) {
 #pragma unroll
-        for (int kk = 0; kk < kBlockM / 16; ++kk) {
+        for (int kk = 0; kk < kBM / 16; ++kk) {
           uint32_t pa[4];
 #pragma unroll
           for (int reg = 0; reg < 4; ++reg) {
@@ -536,10 +537,10 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
       }
       __syncthreads();  // dS^T complete in shared memory
 
-      // dQ (64 queries x D) += dS K: 16-row x 32-column tiles spread over the warps.
+      // dQ (kBM queries x D) += dS K: 16-row x 32-column tiles spread over the warps.
       // A = dS [query][key] by ldmatrix.trans of dS^T [key][query]; B = K [key][d] by ldmatrix.trans.
       if (a.dq_acc != nullptr) {
-        constexpr int kRowTiles = kBlockM / 16, kColChunks = D / 32;
+        constexpr int kRowTiles = kBM / 16, kColChunks = D / 32;
         for (int tile = warp; tile < kRowTiles * kColChunks; tile += kWarps) {
           const int mt = tile % kRowTiles, ch = tile / kRowTiles;
           float acc[4][4];

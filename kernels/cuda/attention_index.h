@@ -10,10 +10,14 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/philox.h"
+
 #if defined(__CUDACC__)
 #define GRAFT_ATTN_HD __host__ __device__ __forceinline__ constexpr
+#define GRAFT_ATTN_HDI __host__ __device__ __forceinline__
 #else
 #define GRAFT_ATTN_HD inline constexpr
+#define GRAFT_ATTN_HDI inline
 #endif
 
 namespace graft::kernels::cuda::attention_index {
@@ -89,6 +93,27 @@ GRAFT_ATTN_HD int ldsm_akm_m(int lane) { return ((lane >> 3) & 1) * 8; }
 // cpu::dropout_forward would draw for it (Philox block offset + e / 4, lane e % 4).
 GRAFT_ATTN_HD uint64_t dropout_element(int64_t bh, int64_t seq_q, int64_t seq_k, int64_t i, int64_t j) {
   return static_cast<uint64_t>((bh * seq_q + i) * seq_k + j);
+}
+
+GRAFT_ATTN_HDI uint32_t philox_lane(const Philox4& r, uint32_t lane) {
+  return lane == 0 ? r.v[0] : lane == 1 ? r.v[1] : lane == 2 ? r.v[2] : r.v[3];  // no run-time array index
+}
+// Keep decision of flat element e: uniform(block offset + e/4, lane e%4) >= p.
+GRAFT_ATTN_HDI bool dropout_keep(uint64_t seed, uint64_t offset, uint64_t e, float p) {
+  const Philox4 r = philox_block(seed, offset + (e >> 2));
+  return philox_uniform(philox_lane(r, static_cast<uint32_t>(e & 3))) >= p;
+}
+// Decisions of elements e and e + 1 from one Philox block unless e % 4 == 3
+// (then e + 1 is lane 0 of the next block).
+GRAFT_ATTN_HDI void dropout_keep2(uint64_t seed, uint64_t offset, uint64_t e, float p, bool& k0, bool& k1) {
+  const Philox4 r = philox_block(seed, offset + (e >> 2));
+  const uint32_t l = static_cast<uint32_t>(e & 3);
+  k0 = philox_uniform(philox_lane(r, l)) >= p;
+  if (l == 3) {
+    k1 = philox_uniform(philox_block(seed, offset + (e >> 2) + 1).v[0]) >= p;
+  } else {
+    k1 = philox_uniform(philox_lane(r, l + 1)) >= p;
+  }
 }
 
 }  // namespace graft::kernels::cuda::attention_index

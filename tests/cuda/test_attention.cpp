@@ -227,6 +227,34 @@ TEST(CudaAttentionIndex, FragmentMapsAgreeWithTheDocumentedLayouts) {
   EXPECT_EQ(ai::dropout_element(2, 7, 11, 3, 5), uint64_t((2 * 7 + 3) * 11 + 5));
 }
 
+// The kernels' dropout decisions (single and paired, incl. pairs straddling two
+// Philox blocks) are cpu::dropout_forward's mask of the (B, H, Sq, Sk) tensor.
+TEST(CudaAttentionIndex, DropoutDecisionsMatchCpuDropoutMask) {
+  const int64_t BH = 3, Sq = 5, Sk = 13;  // odd Sk: rows start at every e % 4
+  const int64_t n = BH * Sq * Sk;
+  const kcpu::RandomParams rng{0xabcdef12345ull, 7};
+  const float p = 0.37f;
+  std::vector<float> ones(static_cast<size_t>(n), 1.f), out(static_cast<size_t>(n));
+  std::vector<uint8_t> keep(static_cast<size_t>(n));
+  kcpu::dropout_forward(ones.data(), out.data(), keep.data(), n, p, rng);
+  int kept = 0;
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t i = 0; i < Sq; ++i)
+      for (int64_t j = 0; j < Sk; ++j) {
+        const uint64_t e = ai::dropout_element(bh, Sq, Sk, i, j);
+        ASSERT_EQ(ai::dropout_keep(rng.seed, rng.offset, e, p), keep[e] != 0) << e;
+        if (j + 1 < Sk) {
+          bool k0 = false, k1 = false;
+          ai::dropout_keep2(rng.seed, rng.offset, e, p, k0, k1);
+          ASSERT_EQ(k0, keep[e] != 0) << e;
+          ASSERT_EQ(k1, keep[e + 1] != 0) << e + 1;
+        }
+        kept += keep[e];
+      }
+  EXPECT_GT(kept, n / 2);  // ~63 % kept: the mask is not degenerate
+  EXPECT_LT(kept, n * 4 / 5);
+}
+
 // =========================== references ===========================
 struct Case {
   int64_t B = 1, H = 1, Sq = 1, Sk = 1, D = 64;
