@@ -90,6 +90,11 @@ constexpr int bwd_smem_bytes() {  // K, V, 2 x Q, 2 x dO, dS^T (16-bit) + 2 x (l
   return (2 * kBlockN + 4 * m) * (D + kPad) * 2 + kBlockN * (m + kPad) * 2 + 4 * m * 4;
 }
 
+// Largest opt-in shared memory per block over sm_80+ parts is 99 KiB (sm_86/89; sm_80 163, sm_90 227).
+static_assert(fwd_smem_bytes<128>() <= 99 * 1024 && bwd_smem_bytes<128>() <= 99 * 1024 &&
+                  bwd_smem_bytes<64>() <= 99 * 1024,
+              "shared memory per CTA fits every sm_80+ GPU");
+
 struct Args {
   const void* q;
   const void* k;

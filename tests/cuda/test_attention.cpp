@@ -261,6 +261,7 @@ struct Case {
   bool causal = false;
   enum Mask { none, full, key_padding, shared } mask = none;
   float drop = 0.f;
+  float qk_range = 1.5f;  // q and k uniform in [-qk_range, qk_range)
   size_t shift = 0;  // elements: 1 misaligns every tensor (the scalar copy path)
 };
 
@@ -269,7 +270,7 @@ std::string describe(const Case& c, DataType t) {
   return std::string(kc::dtype_name(t)) + " B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) +
          " Sq=" + std::to_string(c.Sq) + " Sk=" + std::to_string(c.Sk) + " D=" + std::to_string(c.D) +
          (c.causal ? " causal" : "") + " mask=" + masks[c.mask] + " drop=" + std::to_string(c.drop) +
-         " shift=" + std::to_string(c.shift);
+         " shift=" + std::to_string(c.shift) + " qk_range=" + std::to_string(c.qk_range);
 }
 
 // Mask values and the params' strides for a case (the twin's broadcast rules).
@@ -380,8 +381,8 @@ void run_case(const Case& c, DataType t, bool with_naive) {
   const std::vector<float> mask = make_mask(c, p);
   const unsigned seed = static_cast<unsigned>(c.Sq * 131 + c.Sk * 7 + c.D);
   const size_t nq = static_cast<size_t>(c.B * c.H * c.Sq * c.D), nk = static_cast<size_t>(c.B * c.H * c.Sk * c.D);
-  const std::vector<float> q = round_to(uniform_values(nq, -1.5f, 1.5f, seed), t);
-  const std::vector<float> k = round_to(uniform_values(nk, -1.5f, 1.5f, seed + 1), t);
+  const std::vector<float> q = round_to(uniform_values(nq, -c.qk_range, c.qk_range, seed), t);
+  const std::vector<float> k = round_to(uniform_values(nk, -c.qk_range, c.qk_range, seed + 1), t);
   const std::vector<float> v = round_to(uniform_values(nk, -1.f, 1.f, seed + 2), t);
   const std::vector<float> dout = round_to(uniform_values(nq, -1.f, 1.f, seed + 3), t);
 
@@ -502,6 +503,18 @@ TEST(CudaAttention, DropoutMatchesTheCpuPhiloxMask) {
   Case c;  // dropout together with a mask and causal
   c.B = 1, c.H = 2, c.Sq = c.Sk = 97, c.D = 64, c.drop = 0.3f, c.mask = Case::key_padding, c.causal = true;
   run_case(c, DataType::bf16, true);
+}
+
+// Scores of a few tens (peaked softmax): exp would overflow without the
+// running max, and later key tiles raise the max (the rescaling path).
+TEST(CudaAttention, LargeScoresSubtractTheRunningMax) {
+  REQUIRE_GPU();
+  for (DataType t : kTypes)
+    for (int64_t d : {32, 128}) {
+      Case c;
+      c.B = 1, c.H = 2, c.Sq = 150, c.Sk = 300, c.D = d, c.qk_range = 6.f;
+      run_case(c, t, true);
+    }
 }
 
 TEST(CudaAttention, MisalignedTensorsTakeTheScalarCopyPath) {
