@@ -11,7 +11,11 @@ Google Benchmark's format so tools/gpu/results.py pairs each result with ours:
 FLOPs as bench_attention.cu: forward 4*B*H*S^2*d, backward 2.5x, both 3.5x.
 Timing: CUDA events around each call, warm-up first, median of N.
 
-  python3 bench/cuda/attention_sdpa_torch.py [--out FILE] [--repeats N] [--warmup N]
+  python3 bench/cuda/attention_sdpa_torch.py [--out FILE] [--append-to BENCH_JSON] [--repeats N] [--warmup N]
+
+results.py pairs "<name>@torch_sdpa" with "<name>" only within one JSON: either
+merge the "benchmarks" lists, or pass --append-to with bench_cuda's JSON
+(its list is extended in place; its context is kept).
 
 Exits 0 with a message (and writes no JSON) where torch, a GPU or the flash
 backend is missing.
@@ -54,6 +58,7 @@ def time_ms(torch, fn, warmup, repeats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="attention_sdpa_torch.json", help="output JSON (Google Benchmark format)")
+    ap.add_argument("--append-to", help="also append the results to this Google Benchmark JSON (bench_cuda's)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
@@ -140,6 +145,18 @@ def main():
         json.dump({"context": context, "benchmarks": benchmarks}, f, indent=2)
         f.write("\n")
     print(f"attention_sdpa_torch: wrote {args.out}")
+    if args.append_to:
+        try:
+            with open(args.append_to) as f:
+                doc = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            print(f"attention_sdpa_torch: cannot read {args.append_to} ({e}): not appended")
+            return 0
+        doc.setdefault("benchmarks", []).extend(benchmarks)
+        with open(args.append_to, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        print(f"attention_sdpa_torch: appended {len(benchmarks)} results to {args.append_to}")
     return 0
 
 

@@ -1,9 +1,10 @@
 // Fused (flash-attention-2 style) attention on tensor cores: see attention.h.
 //
-// Forward (attn_fwd_kernel<T, D>): one CTA of 4 warps per (b, h, 64-query
-// block); each warp owns 16 query rows. Q (64 x D) stays in shared memory;
-// K and V tiles of 64 keys stream through two shared-memory buffers with
-// cp.async (tile n+1 loads while tile n computes). Per tile and warp:
+// Forward (attn_fwd_kernel<T, D>): one CTA of 4 warps per (b, h, query
+// block of 128 rows at d <= 64, 64 at d 128); each warp owns 2 (resp. 1)
+// m-tiles of 16 query rows. The Q block stays in shared memory; K and V
+// tiles of 64 keys stream through two shared-memory buffers with cp.async
+// (tile n+1 loads while tile n computes). Per tile, warp and m-tile:
 //   S (16 x 64, f32 registers) = Q K^T    (mma m16n8k16; A = Q by ldmatrix, B = K by ldmatrix)
 //   scale, mask, causal / past-the-end keys -> -inf; online softmax in f32
 //   (running max m and partial sum l per row, rows g and g+8 of each thread,
@@ -65,17 +66,28 @@ using mma::pack2;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kBlockM = 64;  // query rows per forward CTA, per backward step
 constexpr int kBlockN = 64;  // keys per forward tile, per backward CTA
 constexpr int kPad = ai::kSmemPad;
 constexpr float kLog2e = 1.4426950408889634f;
-static_assert(kBlockM == 16 * kWarps, "forward: each warp owns 16 query rows");
 static_assert(kBlockN == 16 * kWarps, "backward: each warp owns 16 keys");
-static_assert(kBlockM % 16 == 0 && kBlockN % 16 == 0, "tiles are whole k-steps of 16");
+static_assert(kBlockN % 16 == 0, "tiles are whole k-steps of 16");
 
+// Forward: each warp owns fwd_m_tiles 16-row m-tiles, so every K and V
+// fragment it loads from shared memory feeds that many mma (at one m-tile per
+// warp the ldmatrix traffic is about as large as the tensor-core time). Two
+// m-tiles at d <= 64 (128-row CTAs); one at d 128, where a second O
+// accumulator (64 more floats per thread) would not fit in registers.
+template <int D>
+constexpr int fwd_m_tiles() {
+  return D <= 64 ? 2 : 1;
+}
+template <int D>
+constexpr int fwd_block_m() {
+  return 16 * kWarps * fwd_m_tiles<D>();
+}
 template <int D>
 constexpr int fwd_smem_bytes() {  // Q + 2 x K + 2 x V, 16-bit elements
-  return (kBlockM + 4 * kBlockN) * (D + kPad) * 2;
+  return (fwd_block_m<D>() + 4 * kBlockN) * (D + kPad) * 2;
 }
 // Backward query rows per step: 64, but 32 at d 128, where the dK and dV
 // accumulators (2 x 64 floats per thread) plus S^T and dP^T (2 x 32 floats at
@@ -91,8 +103,8 @@ constexpr int bwd_smem_bytes() {  // K, V, 2 x Q, 2 x dO, dS^T (16-bit) + 2 x (l
 }
 
 // Largest opt-in shared memory per block over sm_80+ parts is 99 KiB (sm_86/89; sm_80 163, sm_90 227).
-static_assert(fwd_smem_bytes<128>() <= 99 * 1024 && bwd_smem_bytes<128>() <= 99 * 1024 &&
-                  bwd_smem_bytes<64>() <= 99 * 1024,
+static_assert(fwd_smem_bytes<128>() <= 99 * 1024 && fwd_smem_bytes<64>() <= 99 * 1024 &&
+                  bwd_smem_bytes<128>() <= 99 * 1024 && bwd_smem_bytes<64>() <= 99 * 1024,
               "shared memory per CTA fits every sm_80+ GPU");
 
 struct Args {
@@ -165,17 +177,20 @@ __device__ __forceinline__ float score(const Args& a, const float* mask_bh, floa
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const Args a) {
   static_assert(D % 16 == 0 && D <= 128, "head dim: whole k-steps, accumulator fits registers");
+  constexpr int kMT = fwd_m_tiles<D>();   // 16-row m-tiles per warp
+  constexpr int kBM = fwd_block_m<D>();   // query rows per CTA
+  static_assert(kBM == 16 * kMT * kWarps, "each warp owns kMT m-tiles of 16 rows");
   constexpr int kStride = D + kPad;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  uint16_t* sQ = reinterpret_cast<uint16_t*>(smem_raw);  // kBlockM x kStride
-  uint16_t* sK = sQ + kBlockM * kStride;                  // 2 x kBlockN x kStride
+  uint16_t* sQ = reinterpret_cast<uint16_t*>(smem_raw);  // kBM x kStride
+  uint16_t* sK = sQ + kBM * kStride;                      // 2 x kBlockN x kStride
   uint16_t* sV = sK + 2 * kBlockN * kStride;              // 2 x kBlockN x kStride
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = ai::frag_g(lane), t = ai::frag_t(lane);
   const int Sq = a.seq_q, Sk = a.seq_k;
-  const int nqb = (Sq + kBlockM - 1) / kBlockM;
-  const int bh = blockIdx.x / nqb, q0 = (blockIdx.x % nqb) * kBlockM;
+  const int nqb = (Sq + kBM - 1) / kBM;
+  const int bh = blockIdx.x / nqb, q0 = (blockIdx.x % nqb) * kBM;
   const int b = bh / a.heads, h = bh % a.heads;
 
   const uint16_t* Q = static_cast<const uint16_t*>(a.q) + (static_cast<int64_t>(bh) * Sq + q0) * D;
@@ -184,23 +199,35 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const Args a) {
   const float* mask_bh = a.mask ? a.mask + b * a.mask_sb + h * a.mask_sh : nullptr;
 
   // Causal: keys past the block's last query row are hidden from every row of it.
-  const int k_end = a.causal ? min(Sk, q0 + kBlockM) : Sk;
+  const int k_end = a.causal ? min(Sk, q0 + kBM) : Sk;
   const int nkt = (k_end + kBlockN - 1) / kBlockN;
 
-  load_tile<D, kBlockM>(sQ, Q, Sq - q0, a.vec);
+  load_tile<D, kBM>(sQ, Q, Sq - q0, a.vec);
   if (nkt > 0) {
     load_tile<D, kBlockN>(sK, K, Sk, a.vec);
     load_tile<D, kBlockN>(sV, V, Sk, a.vec);
   }
   cp_async_commit();
 
-  // This thread's two query rows (C rows g and g + 8 of the warp's 16).
-  const int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-  float o[D / 8][4];
+  // The warp's rows: m-tile mi covers local rows warp * 16 * kMT + 16 * mi + 0..15;
+  // this thread holds C rows g and g + 8 of each m-tile.
+  const int wrow = warp * 16 * kMT;
+  int row[kMT][2];
 #pragma unroll
-  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY};  // running max (quad-uniform)
-  float l[2] = {0.f, 0.f};              // this thread's share of the running sum
+  for (int mi = 0; mi < kMT; ++mi) {
+    row[mi][0] = q0 + wrow + 16 * mi + g;
+    row[mi][1] = q0 + wrow + 16 * mi + g + 8;
+  }
+  float o[kMT][D / 8][4];
+  float m[kMT][2];  // running max (quad-uniform)
+  float l[kMT][2];  // this thread's share of the running sum
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) o[mi][j][0] = o[mi][j][1] = o[mi][j][2] = o[mi][j][3] = 0.f;
+    m[mi][0] = m[mi][1] = -INFINITY;
+    l[mi][0] = l[mi][1] = 0.f;
+  }
 
   for (int n = 0; n < nkt; ++n) {
     const int buf = n & 1;
@@ -217,90 +244,108 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const Args a) {
     const uint16_t* cK = sK + buf * kBlockN * kStride;
     const uint16_t* cV = sV + buf * kBlockN * kStride;
 
-    // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
-    float s[kBlockN / 8][4];
+    // S = Q K^T for this warp's rows and the tile's 64 keys; each K fragment
+    // serves all kMT m-tiles.
+    float s[kMT][kBlockN / 8][4];
 #pragma unroll
-    for (int j = 0; j < kBlockN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+      for (int j = 0; j < kBlockN / 8; ++j) s[mi][j][0] = s[mi][j][1] = s[mi][j][2] = s[mi][j][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t qa[4];
-      ldmatrix_x4(qa, sQ + (warp * 16 + ai::ldsm_a_row(lane)) * kStride + kk * 16 + ai::ldsm_a_col(lane));
+      uint32_t qa[kMT][4];
+#pragma unroll
+      for (int mi = 0; mi < kMT; ++mi)
+        ldmatrix_x4(qa[mi],
+                    sQ + (wrow + 16 * mi + ai::ldsm_a_row(lane)) * kStride + kk * 16 + ai::ldsm_a_col(lane));
 #pragma unroll
       for (int np = 0; np < kBlockN / 16; ++np) {
         uint32_t kb[4];
         ldmatrix_x4(kb, cK + (np * 16 + ai::ldsm_bnk_n(lane)) * kStride + kk * 16 + ai::ldsm_bnk_k(lane));
         const uint32_t b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
-        mma_m16n8k16<T>(s[2 * np], qa, b0);
-        mma_m16n8k16<T>(s[2 * np + 1], qa, b1);
+#pragma unroll
+        for (int mi = 0; mi < kMT; ++mi) {
+          mma_m16n8k16<T>(s[mi][2 * np], qa[mi], b0);
+          mma_m16n8k16<T>(s[mi][2 * np + 1], qa[mi], b1);
+        }
       }
     }
 
-    // Scale, mask, -inf outside; online softmax per row.
     const int key0 = n * kBlockN;
 #pragma unroll
-    for (int j = 0; j < kBlockN / 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c)
-        s[j][c] = score(a, mask_bh, s[j][c], row[c >> 1], key0 + 8 * j + ai::c_col(lane, c));
-
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = m[r];
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the quad shares row g (+8)
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      // Every score so far -inf: shift by 0 so exp(-inf - shift) = 0, never NaN.
-      const float shift = mx == -INFINITY ? 0.f : mx;
-      const float alpha = exp2f((m[r] - shift) * kLog2e);  // 0 when the old max was -inf
-      m[r] = mx;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) {
-        s[j][2 * r] = exp2f((s[j][2 * r] - shift) * kLog2e);
-        s[j][2 * r + 1] = exp2f((s[j][2 * r + 1] - shift) * kLog2e);
-        sum += s[j][2 * r] + s[j][2 * r + 1];
-      }
-      l[r] = l[r] * alpha + sum;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        o[j][2 * r] *= alpha;
-        o[j][2 * r + 1] *= alpha;
-      }
-    }
-
-    if (a.dropout) {  // on the probabilities that multiply V; l keeps the undropped sum
+    for (int mi = 0; mi < kMT; ++mi) {
+      // Scale, mask, -inf outside; online softmax per row.
 #pragma unroll
       for (int j = 0; j < kBlockN / 8; ++j)
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int i = row[r], key = key0 + 8 * j + 2 * t;
-          bool k0 = false, k1 = false;
-          if (i < Sq && key < Sk) {
-            dropout_keep2(a, ai::dropout_element(bh, Sq, Sk, i, key), k0, k1);
-            if (key + 1 >= Sk) k1 = false;
-          }
-          s[j][2 * r] = k0 ? s[j][2 * r] * a.drop_scale : 0.f;
-          s[j][2 * r + 1] = k1 ? s[j][2 * r + 1] * a.drop_scale : 0.f;
+        for (int c = 0; c < 4; ++c)
+          s[mi][j][c] = score(a, mask_bh, s[mi][j][c], row[mi][c >> 1], key0 + 8 * j + ai::c_col(lane, c));
+
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = m[mi][r];
+#pragma unroll
+        for (int j = 0; j < kBlockN / 8; ++j) mx = fmaxf(mx, fmaxf(s[mi][j][2 * r], s[mi][j][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the quad shares row g (+8)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        // Every score so far -inf: shift by 0 so exp(-inf - shift) = 0, never NaN.
+        const float shift = mx == -INFINITY ? 0.f : mx;
+        const float alpha = exp2f((m[mi][r] - shift) * kLog2e);  // 0 when the old max was -inf
+        m[mi][r] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < kBlockN / 8; ++j) {
+          s[mi][j][2 * r] = exp2f((s[mi][j][2 * r] - shift) * kLog2e);
+          s[mi][j][2 * r + 1] = exp2f((s[mi][j][2 * r + 1] - shift) * kLog2e);
+          sum += s[mi][j][2 * r] + s[mi][j][2 * r + 1];
         }
+        l[mi][r] = l[mi][r] * alpha + sum;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          o[mi][j][2 * r] *= alpha;
+          o[mi][j][2 * r + 1] *= alpha;
+        }
+      }
+
+      if (a.dropout) {  // on the probabilities that multiply V; l keeps the undropped sum
+#pragma unroll
+        for (int j = 0; j < kBlockN / 8; ++j)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const int i = row[mi][r], key = key0 + 8 * j + 2 * t;
+            bool k0 = false, k1 = false;
+            if (i < Sq && key < Sk) {
+              dropout_keep2(a, ai::dropout_element(bh, Sq, Sk, i, key), k0, k1);
+              if (key + 1 >= Sk) k1 = false;
+            }
+            s[mi][j][2 * r] = k0 ? s[mi][j][2 * r] * a.drop_scale : 0.f;
+            s[mi][j][2 * r + 1] = k1 ? s[mi][j][2 * r + 1] * a.drop_scale : 0.f;
+          }
+      }
     }
 
-    // O += P V: P (16 x 64) from the S registers as A fragments, V by ldmatrix.trans.
+    // O += P V: P (16 x 64 per m-tile) from the S registers as A fragments
+    // (c_to_a_*), V by ldmatrix.trans, each V fragment serving all m-tiles.
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      uint32_t pa[4];
+      uint32_t pa[kMT][4];
 #pragma unroll
-      for (int reg = 0; reg < 4; ++reg) {
-        const int tile = ai::c_to_a_tile(kk, reg), c = ai::c_to_a_float(reg, 0);
-        pa[reg] = pack2<T>(s[tile][c], s[tile][c + 1]);
-      }
+      for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+        for (int reg = 0; reg < 4; ++reg) {
+          const int tile = ai::c_to_a_tile(kk, reg), c = ai::c_to_a_float(reg, 0);
+          pa[mi][reg] = pack2<T>(s[mi][tile][c], s[mi][tile][c + 1]);
+        }
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t vb[4];
         ldmatrix_x4_trans(vb, cV + (kk * 16 + ai::ldsm_bkn_k(lane)) * kStride + dp * 16 + ai::ldsm_bkn_n(lane));
         const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
-        mma_m16n8k16<T>(o[2 * dp], pa, b0);
-        mma_m16n8k16<T>(o[2 * dp + 1], pa, b1);
+#pragma unroll
+        for (int mi = 0; mi < kMT; ++mi) {
+          mma_m16n8k16<T>(o[mi][2 * dp], pa[mi], b0);
+          mma_m16n8k16<T>(o[mi][2 * dp + 1], pa[mi], b1);
+        }
       }
     }
     __syncthreads();  // every warp is done with `buf` before iteration n+1 prefetches into it
@@ -309,23 +354,25 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const Args a) {
 
   T* out = static_cast<T*>(a.out);
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float sum = l[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const bool empty = m[r] == -INFINITY;  // fully masked row (or Sk == 0): output 0, lse -inf
-    const float inv = empty ? 0.f : 1.f / sum;
-    const int i = row[r];
-    if (i < Sq) {
-      T* orow = out + (static_cast<int64_t>(bh) * Sq + i) * D;
+  for (int mi = 0; mi < kMT; ++mi)
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        orow[8 * j + 2 * t] = from_f32<T>(o[j][2 * r] * inv);
-        orow[8 * j + 2 * t + 1] = from_f32<T>(o[j][2 * r + 1] * inv);
+    for (int r = 0; r < 2; ++r) {
+      float sum = l[mi][r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const bool empty = m[mi][r] == -INFINITY;  // fully masked row (or Sk == 0): output 0, lse -inf
+      const float inv = empty ? 0.f : 1.f / sum;
+      const int i = row[mi][r];
+      if (i < Sq) {
+        T* orow = out + (static_cast<int64_t>(bh) * Sq + i) * D;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          orow[8 * j + 2 * t] = from_f32<T>(o[mi][j][2 * r] * inv);
+          orow[8 * j + 2 * t + 1] = from_f32<T>(o[mi][j][2 * r + 1] * inv);
+        }
+        if (t == 0) a.lse[static_cast<int64_t>(bh) * Sq + i] = empty ? -INFINITY : m[mi][r] + logf(sum);
       }
-      if (t == 0) a.lse[static_cast<int64_t>(bh) * Sq + i] = empty ? -INFINITY : m[r] + logf(sum);
     }
-  }
 }
 
 // =================================== backward ==================================================
@@ -627,7 +674,7 @@ bool check_common(const char* fn, DataType dt, const AttentionParams& p, const v
     fail(fn, "batch * heads, seq_q and seq_k must fit in int32");
   {
     const int64_t bh = p.batch * p.heads;
-    const int64_t blocks = std::max((p.seq_q + kBlockM - 1) / kBlockM, (p.seq_k + kBlockN - 1) / kBlockN);
+    const int64_t blocks = std::max((p.seq_q + 63) / 64, (p.seq_k + kBlockN - 1) / kBlockN);  // >= any launch's
     if (bh > 0 && blocks > kIntMax / bh) fail(fn, "batch * heads * sequence blocks exceeds the grid limit (2^31 - 1)");
   }
   if (!(drop.p >= 0.f && drop.p <= 1.f)) fail(fn, "dropout p must be in [0, 1]");
@@ -682,7 +729,8 @@ void launch_forward(const Args& a, int64_t bh, cudaStream_t stream) {
         cudaFuncSetAttribute(attn_fwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     attr_set = true;
   }
-  const int64_t nqb = (a.seq_q + kBlockM - 1) / kBlockM;
+  constexpr int kBM = fwd_block_m<D>();
+  const int64_t nqb = (a.seq_q + kBM - 1) / kBM;
   attn_fwd_kernel<T, D><<<static_cast<unsigned>(bh * nqb), kThreads, smem, stream>>>(a);
   GRAFT_KERNEL_LAUNCH_CHECK();
 }
