@@ -7,8 +7,14 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/linear.h"
 #include "engine/ops/registry.h"
+#include "engine/ops/shape.h"
+#include "engine/ops/softmax.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cuda/attention.h"
 
 namespace graft {
 
@@ -66,6 +72,92 @@ KernelMask prepare_mask(const Tensor& mask, const Shape& target) {
   return km;
 }
 
+// ---- CUDA ------------------------------------------------------------------------------------
+// The fused flash kernels (kernels/cuda/attention.h) take bf16/f16 with head
+// dims 32, 64 or 128 (q, k and v alike); anything else on CUDA (f32, other
+// head dims) runs unfused: matmul (TF32 tensor cores for f32), the softmax
+// kernel, matmul — correct, but the score matrix is materialised, and a row
+// whose keys are all masked gives NaN where the fused kernels give 0.
+bool fused_on_cuda(const Tensor& q, int64_t D, int64_t Dv) {
+  return (q.dtype() == DType::bf16 || q.dtype() == DType::f16) && D == Dv && (D == 32 || D == 64 || D == 128);
+}
+
+// The additive f32 form of a mask on the mask's device: a bool keep-mask
+// becomes 0 / -inf.
+Tensor additive_mask(const Tensor& mask) {
+  if (mask.dtype() != DType::boolean) return mask.detach();
+  const Tensor zero = Tensor::zeros({1}, DType::f32, mask.device());
+  const Tensor neg_inf = Tensor::full({1}, -std::numeric_limits<double>::infinity(), DType::f32, mask.device());
+  return where(mask, zero, neg_inf);
+}
+
+Tensor attention_unfused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const cpu::AttentionParams& p) {
+  Tensor s = mul_scalar(matmul(q, transpose(k, -2, -1)), p.scale);
+  if (mask.defined()) s = add(s, additive_mask(mask).to(s.dtype()));
+  if (p.causal) {
+    Tensor c = Tensor::zeros({p.seq_q, p.seq_k}, DType::f32);  // built on the host, copied once
+    float* cp = c.data<float>();
+    for (int64_t i = 0; i < p.seq_q; ++i)
+      for (int64_t j = i + 1; j < p.seq_k; ++j) cp[i * p.seq_k + j] = -std::numeric_limits<float>::infinity();
+    s = add(s, c.to(q.device()).to(s.dtype()));
+  }
+  return matmul(softmax(s, -1), v);
+}
+
+Tensor attention_fused_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, cpu::AttentionParams p) {
+  const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  Tensor additive;
+  int64_t mask_elements = 0;
+  if (mask.defined()) {
+    additive = additive_mask(mask).contiguous();
+    const Shape target{p.batch, p.heads, p.seq_q, p.seq_k};
+    int64_t stride[4] = {0, 0, 0, 0};
+    const int64_t lead = 4 - additive.dim();
+    for (int64_t d = 0; d < additive.dim(); ++d)
+      stride[lead + d] = (additive.shape()[d] == 1 && target[lead + d] != 1) ? 0 : additive.strides()[d];
+    p.mask_stride_b = stride[0];
+    p.mask_stride_h = stride[1];
+    p.mask_stride_q = stride[2];
+    p.mask_stride_k = stride[3];
+    mask_elements = additive.numel();
+  }
+  const DType dt = q.dtype();
+  Tensor out = Tensor::empty({p.batch, p.heads, p.seq_q, p.head_dim_v}, dt, q.device());
+  Tensor lse = Tensor::empty({p.batch, p.heads, p.seq_q}, DType::f32, q.device());
+  const float* mask_ptr = additive.defined() ? static_cast<const float*>(additive.raw_data()) : nullptr;
+  cuda::launch("attention", q.device(), [&](cudaStream_t s) {
+    kernels::cuda::attention_forward(cuda::kernel_dtype(dt, "attention"), p, qc.raw_data(), kc.raw_data(),
+                                     vc.raw_data(), mask_ptr, mask_elements, kernels::cuda::AttentionDropout{},
+                                     out.raw_data(), static_cast<float*>(lse.raw_data()), s);
+  });
+  if (autograd::needs_grad({&qc, &kc, &vc})) {
+    autograd::Saved sq(qc, "attention"), sk(kc, "attention"), sv(vc, "attention"), smask(additive, "attention"),
+        sout(out, "attention"), slse(lse, "attention");
+    autograd::record("attention", out, {qc, kc, vc},
+                     [p, mask_elements, sq, sk, sv, smask, sout, slse](const Tensor& g, const autograd::NeedsGrad& needs) {
+                       const Tensor qs = sq.get(), ks = sk.get(), vs = sv.get(), ms = smask.get(), os = sout.get(),
+                                    ls = slse.get();
+                       const DType dt = qs.dtype();
+                       const Tensor gc = g.to(dt).contiguous();
+                       Tensor dq = needs[0] ? Tensor::empty(qs.shape(), dt, qs.device()) : Tensor();
+                       Tensor dk = needs[1] ? Tensor::empty(ks.shape(), dt, ks.device()) : Tensor();
+                       Tensor dv = needs[2] ? Tensor::empty(vs.shape(), dt, vs.device()) : Tensor();
+                       const Tensor work = Tensor::empty({kernels::cuda::attention_backward_workspace_bytes(p)},
+                                                         DType::u8, qs.device());
+                       auto ptr = [](const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; };
+                       cuda::launch("attention backward", qs.device(), [&](cudaStream_t s) {
+                         kernels::cuda::attention_backward(
+                             cuda::kernel_dtype(dt, "attention backward"), p, qs.raw_data(), ks.raw_data(),
+                             vs.raw_data(), ms.defined() ? static_cast<const float*>(ms.raw_data()) : nullptr,
+                             mask_elements, kernels::cuda::AttentionDropout{}, os.raw_data(), gc.raw_data(),
+                             static_cast<const float*>(ls.raw_data()), ptr(dq), ptr(dk), ptr(dv), work.raw_data(), s);
+                       });
+                       return std::vector<Tensor>{dq, dk, dv};
+                     });
+  }
+  return out;
+}
+
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
@@ -99,11 +191,6 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     check_mask(mask, score_shape);
   }
 
-  // ---- layout, kernel ---------------------------------------------------------
-  const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
-  KernelMask km;
-  if (mask.defined()) km = prepare_mask(mask, score_shape);
-
   cpu::AttentionParams p;
   p.batch = B;
   p.heads = H;
@@ -113,6 +200,15 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   p.head_dim_v = Dv;
   p.scale = static_cast<float>(opt.scale != 0.0 ? opt.scale : 1.0 / std::sqrt(static_cast<double>(D)));
   p.causal = opt.causal;
+  if (q.device().is_cuda()) {
+    ops::check_same_dtype(ops::OpId::attention, {&q, &k, &v});
+    return fused_on_cuda(q, D, Dv) ? attention_fused_cuda(q, k, v, mask, p) : attention_unfused(q, k, v, mask, p);
+  }
+
+  // ---- layout, kernel ---------------------------------------------------------
+  const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  KernelMask km;
+  if (mask.defined()) km = prepare_mask(mask, score_shape);
   p.mask_stride_b = km.stride[0];
   p.mask_stride_h = km.stride[1];
   p.mask_stride_q = km.stride[2];

@@ -2,9 +2,13 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
+#include "engine/ops/reduce.h"
 #include "engine/ops/registry.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/depthwise.h"
+#include "kernels/cuda/conv.h"
+#include "kernels/cuda/depthwise.h"
 
 namespace graft {
 
@@ -63,6 +67,46 @@ kernels::cpu::Conv2dParams conv2d_params(const Tensor& x, const Tensor& w, const
   return p;
 }
 
+// ---- CUDA: the implicit-GEMM and depthwise kernels (kernels/cuda/conv.h, depthwise.h) ----
+// x, w, y and the gradients share one dtype (f32 runs on TF32 tensor cores,
+// bf16/f16 on f16-class tensor cores, f32 accumulation); the bias enters the
+// forward epilogue as f32.
+void forward_cuda(const kernels::cpu::Conv2dParams& p, bool depthwise, const Tensor& x, const Tensor& w,
+                  const Tensor& bias, const Tensor& y) {
+  const Tensor b32 = bias.defined() ? bias.detach().to(DType::f32).contiguous() : Tensor();
+  const float* shift = b32.defined() ? static_cast<const float*>(b32.raw_data()) : nullptr;
+  cuda::launch("conv2d", x.device(), [&](cudaStream_t s) {
+    const auto dt = cuda::kernel_dtype(x.dtype(), "conv2d");
+    if (depthwise) {
+      kernels::cuda::DwEpilogue ep;
+      ep.shift = shift;
+      kernels::cuda::depthwise_conv2d_forward(x.raw_data(), w.raw_data(), y.raw_data(), dt, p, ep, s);
+    } else {
+      kernels::cuda::ConvEpilogue ep;
+      ep.shift = shift;
+      kernels::cuda::conv2d_forward(p, x.raw_data(), w.raw_data(), y.raw_data(), dt, ep, s);
+    }
+  });
+}
+
+void backward_data_cuda(const kernels::cpu::Conv2dParams& p, bool depthwise, const Tensor& dy, const Tensor& w,
+                        const Tensor& dx) {
+  cuda::launch("conv2d backward", dy.device(), [&](cudaStream_t s) {
+    const auto dt = cuda::kernel_dtype(dy.dtype(), "conv2d backward");
+    if (depthwise) kernels::cuda::depthwise_conv2d_backward_data(dy.raw_data(), w.raw_data(), dx.raw_data(), dt, p, s);
+    else kernels::cuda::conv2d_backward_data(p, dy.raw_data(), w.raw_data(), dx.raw_data(), dt, s);
+  });
+}
+
+void backward_weight_cuda(const kernels::cpu::Conv2dParams& p, bool depthwise, const Tensor& x, const Tensor& dy,
+                          const Tensor& dw) {
+  cuda::launch("conv2d backward", dy.device(), [&](cudaStream_t s) {
+    const auto dt = cuda::kernel_dtype(dy.dtype(), "conv2d backward");
+    if (depthwise) kernels::cuda::depthwise_conv2d_backward_weight(x.raw_data(), dy.raw_data(), dw.raw_data(), dt, p, s);
+    else kernels::cuda::conv2d_backward_weight(p, x.raw_data(), dy.raw_data(), dw.raw_data(), dt, s);
+  });
+}
+
 }  // namespace
 
 // The kernels want NHWC activations and O, kH, kW, C/groups weights: both are
@@ -72,14 +116,19 @@ kernels::cpu::Conv2dParams conv2d_params(const Tensor& x, const Tensor& w, const
 // (C, 1, kH, kW) has the same memory in both formats.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
   ops::check_supported(ops::OpId::conv2d, {&x, &weight, &bias});
+  const bool on_cuda = x.device().is_cuda();
+  if (on_cuda) ops::check_same_dtype(ops::OpId::conv2d, {&x, &weight});
   const kernels::cpu::Conv2dParams p = conv2d_params(x, weight, bias, opt);
   const bool depthwise = kernels::cpu::is_depthwise(p);
+  const DType dt = x.dtype();  // f32 on the CPU (check_supported)
 
   Tensor xc = x.to_format(MemoryFormat::channels_last);
   Tensor wc = weight.to_format(MemoryFormat::channels_last);
   Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
-  Tensor out = Tensor::empty({p.n, p.o, p.out_h(), p.out_w()}, DType::f32, x.device(), MemoryFormat::channels_last);
-  if (out.numel() > 0) {
+  Tensor out = Tensor::empty({p.n, p.o, p.out_h(), p.out_w()}, dt, x.device(), MemoryFormat::channels_last);
+  if (out.numel() > 0 && on_cuda) {
+    forward_cuda(p, depthwise, xc, wc, bc, out);
+  } else if (out.numel() > 0) {
     const float* b = bc.defined() ? bc.data<float>() : nullptr;
     if (depthwise) kernels::cpu::depthwise_conv2d_forward(p, xc.data<float>(), wc.data<float>(), b, out.data<float>());
     else kernels::cpu::conv2d_forward(p, xc.data<float>(), wc.data<float>(), b, out.data<float>());
@@ -91,13 +140,31 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     autograd::Saved saved_x(wc.requires_grad() ? xc : Tensor(), "conv2d");
     autograd::Saved saved_w(xc.requires_grad() ? wc : Tensor(), "conv2d");
     const Shape x_shape = x.shape(), w_shape = weight.shape();
+    const DType bias_dt = bc.defined() ? bc.dtype() : dt;
     autograd::record("conv2d", out, {xc, wc, bc},
-                     [p, depthwise, saved_x, saved_w, x_shape, w_shape](const Tensor& g,
-                                                                       const autograd::NeedsGrad& needs) {
+                     [p, depthwise, saved_x, saved_w, x_shape, w_shape, dt, bias_dt](const Tensor& g,
+                                                                                    const autograd::NeedsGrad& needs) {
                        std::vector<Tensor> grads(3);
-                       const Tensor gc = g.to_format(MemoryFormat::channels_last);
-                       const float* dy = gc.data<float>();
+                       const Tensor gc = g.to(dt).to_format(MemoryFormat::channels_last);
                        const bool empty = gc.numel() == 0;
+                       if (gc.device().is_cuda()) {
+                         if (needs[0]) {
+                           Tensor dx = Tensor::empty(x_shape, dt, gc.device(), MemoryFormat::channels_last);
+                           if (empty) dx.zero_();
+                           else backward_data_cuda(p, depthwise, gc, saved_w.get(), dx);
+                           grads[0] = dx;
+                         }
+                         if (needs[1]) {
+                           Tensor dw = Tensor::empty(w_shape, dt, gc.device(), MemoryFormat::channels_last);
+                           if (empty) dw.zero_();
+                           else backward_weight_cuda(p, depthwise, saved_x.get(), gc, dw);
+                           grads[1] = dw;
+                         }
+                         // The bias gradient: dy summed over N, H, W (the reduce kernels, f32).
+                         if (needs[2]) grads[2] = sum(gc, {0, 2, 3}).to(bias_dt);
+                         return grads;
+                       }
+                       const float* dy = gc.data<float>();
                        if (needs[0]) {
                          Tensor dx = Tensor::empty(x_shape, DType::f32, gc.device(), MemoryFormat::channels_last);
                          if (empty) dx.zero_();

@@ -4,9 +4,13 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
+#include "engine/core/kernel_launch.h"
+#include "engine/ops/reduce.h"
 #include "engine/ops/registry.h"
+#include "engine/ops/shape.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/cuda/gemm.h"
 
 namespace graft {
 
@@ -88,14 +92,61 @@ MatmulPlan plan_matmul(const Tensor& a, const Tensor& b) {
   return p;
 }
 
+// ---- CUDA: the tensor-core GEMM (kernels/cuda/gemm.h) ----------------------------------------
+// Operands of one dtype (f32 runs on TF32 tensor cores: ~1e-3 relative, as
+// cuBLAS's TF32 mode; bf16/f16 with f32 accumulation); offsets in elements.
+struct DevMat {
+  const Tensor* t;
+  int64_t offset;
+  const void* ptr() const { return static_cast<const char*>(t->raw_data()) + offset * dtype_size(t->dtype()); }
+  void* mut() const { return static_cast<char*>(t->raw_data()) + offset * dtype_size(t->dtype()); }
+};
+
+void gemm_cuda(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, DevMat a, int64_t lda, int64_t sa,
+               DevMat b, int64_t ldb, int64_t sb, DevMat c, int64_t ldc, int64_t sc, int64_t batch,
+               const kernels::cuda::GemmEpilogue& ep = {}) {
+  cuda::launch(op, c.t->device(), [&](cudaStream_t s) {
+    const auto dt = cuda::kernel_dtype(c.t->dtype(), op);
+    if (batch == 1)
+      kernels::cuda::gemm(ta, tb, m, n, k, a.ptr(), lda, b.ptr(), ldb, c.mut(), ldc, ep, dt, s);
+    else
+      kernels::cuda::gemm_batched(ta, tb, m, n, k, a.ptr(), lda, sa, b.ptr(), ldb, sb, c.mut(), ldc, sc, batch, ep,
+                                  dt, s);
+  });
+}
+
+// The gradient of one matmul operand on CUDA: the product for every output
+// batch entry (`full_batch` + the operand's matrix), then summed over the
+// entries the operand was broadcast along (sum_to). `mat_rows` x `mat_cols`
+// is the operand's matrix; `vector_dim` drops the 1 of a promoted 1-D operand.
+Tensor reduce_broadcast_grad(const Tensor& full, const Shape& batch, int64_t mat_rows, int64_t mat_cols,
+                             const Shape& operand_shape) {
+  Shape s = batch;
+  if (operand_shape.size() == 1) s.push_back(operand_shape[0]);
+  else s.insert(s.end(), {mat_rows, mat_cols});
+  const Tensor shaped = reshape(full, s);
+  return shaped.shape() == operand_shape ? shaped : sum_to(shaped, operand_shape);
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   ops::check_supported(ops::OpId::matmul, {&a, &b});
+  const bool on_cuda = a.device().is_cuda();
+  if (on_cuda) ops::check_same_dtype(ops::OpId::matmul, {&a, &b});
   const MatmulPlan plan = plan_matmul(a, b);
   const Tensor ac = a.contiguous(), bc = b.contiguous();
-  Tensor out = Tensor::empty(plan.out_shape, DType::f32, a.device());
-  if (out.numel() > 0) {
+  const DType dt = a.dtype();  // f32 on the CPU (check_supported)
+  Tensor out = Tensor::empty(plan.out_shape, dt, a.device());
+  if (out.numel() > 0 && on_cuda) {
+    const int64_t m = plan.m, n = plan.n, k = plan.k;
+    if (k == 0) out.zero_();
+    else
+      plan.for_each_run([&](int64_t oa, int64_t ob, int64_t oc, int64_t count, int64_t sa, int64_t sb, int64_t sc) {
+        gemm_cuda("matmul", Trans::no, Trans::no, m, n, k, {&ac, oa}, k, sa, {&bc, ob}, n, sb, {&out, oc}, n, sc,
+                  count);
+      });
+  } else if (out.numel() > 0) {
     const float* pa = ac.data<float>();
     const float* pb = bc.data<float>();
     float* pc = out.data<float>();
@@ -118,8 +169,39 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                        // 0) is a reduction inside sgemm_batched.
                        std::vector<Tensor> grads(2);
                        const Tensor gc = g.contiguous();
-                       const float* pg = gc.data<float>();
                        const int64_t m = plan.m, n = plan.n, k = plan.k;
+                       if (gc.device().is_cuda()) {
+                         // Per output batch entry (contiguous (batch..., m, n) offsets oc),
+                         // dA_i = dC_i B_iᵀ into (batch..., m, k) and dB_i = A_iᵀ dC_i into
+                         // (batch..., k, n); then summed where the operand was broadcast.
+                         const int64_t entries = shape_numel(plan.batch);
+                         const int64_t mn = m * n;
+                         const auto entry = [mn](int64_t oc) { return mn > 0 ? oc / mn : 0; };
+                         if (needs[0]) {
+                           Tensor full = Tensor::zeros({entries * m * k}, gc.dtype(), gc.device());
+                           const Tensor bs = saved_b.get().to(gc.dtype());
+                           if (mn > 0 && m * k > 0)
+                             plan.for_each_run([&](int64_t, int64_t ob, int64_t oc, int64_t count, int64_t, int64_t sb,
+                                                   int64_t sc) {
+                               gemm_cuda("matmul backward", Trans::no, Trans::yes, m, k, n, {&gc, oc}, n, sc, {&bs, ob},
+                                         n, sb, {&full, entry(oc) * m * k}, k, entry(sc) * m * k, count);
+                             });
+                           grads[0] = reduce_broadcast_grad(full, plan.batch, m, k, a_shape);
+                         }
+                         if (needs[1]) {
+                           Tensor full = Tensor::zeros({entries * k * n}, gc.dtype(), gc.device());
+                           const Tensor as = saved_a.get().to(gc.dtype());
+                           if (mn > 0 && k * n > 0)
+                             plan.for_each_run([&](int64_t oa, int64_t, int64_t oc, int64_t count, int64_t sa, int64_t,
+                                                   int64_t sc) {
+                               gemm_cuda("matmul backward", Trans::yes, Trans::no, k, n, m, {&as, oa}, k, sa, {&gc, oc},
+                                         n, sc, {&full, entry(oc) * k * n}, n, entry(sc) * k * n, count);
+                             });
+                           grads[1] = reduce_broadcast_grad(full, plan.batch, k, n, b_shape);
+                         }
+                         return grads;
+                       }
+                       const float* pg = gc.data<float>();
                        const int64_t lk = std::max<int64_t>(k, 1), ln = std::max<int64_t>(n, 1);
                        if (needs[0]) {
                          Tensor da = Tensor::zeros(a_shape, DType::f32, gc.device());
@@ -165,13 +247,23 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                 "linear: bias must be 1-D with " << out_features << " elements, got " << shape_str(bias.shape())
                                                  << " (input " << shape_str(x.shape()) << ", weight "
                                                  << shape_str(weight.shape()) << ")");
+  const bool on_cuda = x.device().is_cuda();
+  if (on_cuda) ops::check_same_dtype(ops::OpId::linear, {&x, &weight});
   const Tensor xc = x.contiguous(), wc = weight.contiguous();
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
-  Tensor y = Tensor::empty(out_shape, DType::f32, x.device());
-  if (y.numel() > 0) {
+  const DType dt = x.dtype();  // f32 on the CPU (check_supported)
+  Tensor y = Tensor::empty(out_shape, dt, x.device());
+  if (y.numel() > 0 && on_cuda) {
+    // y = x Wᵀ + b: NT, the bias (f32) in the epilogue.
+    const Tensor b32 = bc.defined() ? bc.detach().to(DType::f32) : Tensor();
+    kernels::cuda::GemmEpilogue ep;
+    ep.bias = b32.defined() ? static_cast<const float*>(b32.raw_data()) : nullptr;
+    gemm_cuda("linear", Trans::no, Trans::yes, rows, out_features, in, {&xc, 0}, std::max<int64_t>(in, 1), 0,
+              {&wc, 0}, std::max<int64_t>(in, 1), 0, {&y, 0}, out_features, 0, 1, ep);
+  } else if (y.numel() > 0) {
     float* py = y.data<float>();
     if (bc.defined())
       for (int64_t r = 0; r < rows; ++r) std::copy_n(bc.data<float>(), out_features, py + r * out_features);
@@ -183,13 +275,38 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     autograd::Saved saved_x(wc.requires_grad() ? xc : Tensor(), "linear");
     autograd::Saved saved_w(xc.requires_grad() ? wc : Tensor(), "linear");
     const Shape x_shape = x.shape(), w_shape = weight.shape();
+    const DType bias_dt = bc.defined() ? bc.dtype() : dt;
     autograd::record("linear", y, {xc, wc, bc},
-                     [saved_x, saved_w, x_shape, w_shape, rows, in, out_features](const Tensor& g,
-                                                                                  const autograd::NeedsGrad& needs) {
+                     [saved_x, saved_w, x_shape, w_shape, rows, in, out_features, bias_dt](
+                         const Tensor& g, const autograd::NeedsGrad& needs) {
                        std::vector<Tensor> grads(3);
                        const Tensor gc = g.contiguous();
-                       const float* pg = gc.data<float>();
                        const int64_t li = std::max<int64_t>(in, 1), lo = std::max<int64_t>(out_features, 1);
+                       if (gc.device().is_cuda()) {
+                         if (needs[0]) {  // dx = dy · W (NN)
+                           Tensor dx = Tensor::empty(x_shape, gc.dtype(), gc.device());
+                           const Tensor ws = saved_w.get().to(gc.dtype());
+                           if (dx.numel() > 0)
+                             gemm_cuda("linear backward", Trans::no, Trans::no, rows, in, out_features, {&gc, 0}, lo, 0,
+                                       {&ws, 0}, li, 0, {&dx, 0}, li, 0, 1);
+                           grads[0] = dx;
+                         }
+                         if (needs[1]) {  // dW = dyᵀ · x (TN)
+                           Tensor dw = Tensor::empty(w_shape, gc.dtype(), gc.device());
+                           const Tensor xs = saved_x.get().to(gc.dtype());
+                           if (dw.numel() > 0)
+                             gemm_cuda("linear backward", Trans::yes, Trans::no, out_features, in, rows, {&gc, 0}, lo, 0,
+                                       {&xs, 0}, li, 0, {&dw, 0}, li, 0, 1);
+                           grads[1] = dw;
+                         }
+                         if (needs[2]) {  // db = column sums of dy (the reduce kernels)
+                           std::vector<int64_t> dims;
+                           for (int64_t d = 0; d + 1 < gc.dim(); ++d) dims.push_back(d);
+                           grads[2] = (dims.empty() ? gc.clone() : sum(gc, dims)).to(bias_dt);
+                         }
+                         return grads;
+                       }
+                       const float* pg = gc.data<float>();
                        if (needs[0]) {  // dx = dy · W
                          Tensor dx = Tensor::empty(x_shape, DType::f32, gc.device());
                          if (dx.numel() > 0)

@@ -18,8 +18,7 @@ bool cpu_supports(OpId, DType t) { return t == DType::f32; }
 // On CUDA: the ops whose kernels exist (kernels/cuda/), in f32 and in the
 // mixed-precision activation dtypes f16/bf16 (math in f32). Parameters,
 // statistics and class weights beside a 16-bit activation stay f32: the ops
-// check that themselves. The rest (matmul, linear, convolutions, attention,
-// gather) have no CUDA kernel yet.
+// check that themselves. gather and conv_transpose2d have no CUDA kernel yet.
 bool cuda_supports(OpId op, DType t) {
   const bool is_float = t == DType::f32 || t == DType::f16 || t == DType::bf16;
   switch (op) {
@@ -38,9 +37,12 @@ bool cuda_supports(OpId op, DType t) {
     case OpId::max_pool2d: case OpId::avg_pool2d: case OpId::global_avg_pool2d:
     case OpId::batch_norm: case OpId::layer_norm:
     case OpId::softmax: case OpId::log_softmax: case OpId::cross_entropy: case OpId::dropout:
+    // tensor cores: GEMM (kernels/cuda/gemm.h; f32 as TF32), implicit-GEMM and
+    // depthwise convolution (conv.h, depthwise.h), fused attention (attention.h;
+    // bf16/f16 with head dims 32/64/128, otherwise unfused engine ops)
+    case OpId::matmul: case OpId::linear: case OpId::conv2d: case OpId::attention:
       return is_float;
-    case OpId::gather: case OpId::matmul: case OpId::linear: case OpId::conv2d: case OpId::conv_transpose2d:
-    case OpId::attention: case OpId::count:
+    case OpId::gather: case OpId::conv_transpose2d: case OpId::count:
       return false;
   }
   return false;

@@ -541,12 +541,108 @@ TEST(EngineOpsCuda, ModuleToMovesParametersInPlace) {
   EXPECT_TRUE(handle.device().is_cpu());
 }
 
+// ---- tensor-core ops: GEMM, implicit-GEMM and depthwise convolution, fused attention ----------
+// f32 runs on TF32 tensor cores (10 mantissa bits): 3e-3 relative instead of 1e-5.
+constexpr double kTf32Scale = 300.0;
+
+void check_tc(OpCase c, double bf16_scale = 2.0) {
+  c.tol_scale = kTf32Scale;
+  check_op(c, DType::f32);
+  c.tol_scale = bf16_scale;
+  check_op(c, DType::bf16);
+}
+
+TEST(EngineOpsCuda, Conv2dEveryKernelPath) {
+  REQUIRE_GPU();
+  Generator gen = testing::test_generator();
+  struct ConvCase {
+    const char* name;
+    Shape x, w;
+    Conv2dOptions o;
+    bool bias;
+  };
+  Conv2dOptions s2 = Conv2dOptions::same_padding(1);
+  s2.stride = {2, 2};
+  Conv2dOptions asym;
+  asym.padding = {1, 0, 2, 1};
+  asym.dilation = {2, 1};
+  Conv2dOptions grouped = Conv2dOptions::same_padding(1);
+  grouped.groups = 2;
+  Conv2dOptions dw = s2;
+  dw.groups = 16;
+  Conv2dOptions dw5 = Conv2dOptions::same_padding(2);
+  dw5.groups = 8;
+  const std::vector<ConvCase> cases = {
+      {"3x3 s1 (16-byte loads)", {2, 16, 9, 9}, {32, 16, 3, 3}, Conv2dOptions::same_padding(1), true},
+      {"stem: C=3, stride 2 (element loads)", {2, 3, 11, 11}, {8, 3, 3, 3}, s2, true},
+      {"1x1 (plain GEMM addressing)", {2, 24, 5, 7}, {40, 24, 1, 1}, Conv2dOptions{}, false},
+      {"asymmetric padding, dilation 2", {1, 8, 10, 9}, {8, 8, 3, 2}, asym, true},
+      {"groups 2", {2, 16, 6, 6}, {16, 8, 3, 3}, grouped, false},
+      {"depthwise 3x3 s2", {2, 16, 9, 8}, {16, 1, 3, 3}, dw, true},
+      {"depthwise 5x5", {1, 8, 7, 7}, {8, 1, 5, 5}, dw5, false},
+  };
+  for (const ConvCase& cc : cases) {
+    std::vector<Tensor> in = {rnd(cc.x, gen), rnd(cc.w, gen, -0.5f, 0.5f)};
+    if (cc.bias) in.push_back(rnd({cc.w[0]}, gen));
+    const Conv2dOptions o = cc.o;
+    const bool bias = cc.bias;
+    OpCase c{cc.name, in, [o, bias](auto& v) { return conv2d(v[0], v[1], bias ? v[2] : Tensor(), o); }, {true, true}};
+    check_tc(c);
+    c.channels_last = {false, false};  // row-major NCHW in: the op packs it on the device
+    check_op(c, DType::bf16);
+  }
+}
+
+TEST(EngineOpsCuda, LinearAndMatmul) {
+  REQUIRE_GPU();
+  Generator gen = testing::test_generator();
+  check_tc({"linear with bias", {rnd({4, 6, 32}, gen), rnd({24, 32}, gen, -0.5f, 0.5f), rnd({24}, gen)},
+            [](auto& v) { return linear(v[0], v[1], v[2]); }});
+  check_tc({"linear, odd sizes, no bias", {rnd({7, 13}, gen), rnd({5, 13}, gen, -0.5f, 0.5f)},
+            [](auto& v) { return linear(v[0], v[1]); }});
+  check_tc({"matmul batched", {rnd({3, 5, 7}, gen), rnd({3, 7, 4}, gen)}, [](auto& v) { return matmul(v[0], v[1]); }});
+  check_tc({"matmul broadcast batch", {rnd({2, 3, 5, 16}, gen), rnd({16, 8}, gen)},
+            [](auto& v) { return matmul(v[0], v[1]); }});
+  check_tc({"matmul broadcast both", {rnd({2, 1, 5, 6}, gen), rnd({1, 3, 6, 4}, gen)},
+            [](auto& v) { return matmul(v[0], v[1]); }});
+  check_tc({"matmul vector-matrix", {rnd({7}, gen), rnd({7, 5}, gen)}, [](auto& v) { return matmul(v[0], v[1]); }});
+  check_tc({"matmul matrix-vector", {rnd({4, 7}, gen), rnd({7}, gen)}, [](auto& v) { return matmul(v[0], v[1]); }});
+}
+
+TEST(EngineOpsCuda, AttentionFusedAndUnfused) {
+  REQUIRE_GPU();
+  Generator gen = testing::test_generator();
+  // bf16 with head dim 64: the flash kernels (197 tokens: no tile multiple).
+  const Shape qs{2, 3, 197, 64}, ks{2, 3, 150, 64};
+  OpCase fused{"attention fused", {rnd(qs, gen), rnd(ks, gen), rnd(ks, gen)},
+               [](auto& v) { return scaled_dot_product_attention(v[0], v[1], v[2]); }};
+  check_op(fused, DType::bf16);
+  // An additive mask broadcast over heads and queries, and causal.
+  const Tensor mask = rnd({2, 1, 1, 150}, gen, -3.f, 0.f);
+  AttentionOptions causal;
+  causal.causal = true;
+  OpCase masked{"attention fused, mask + causal", {rnd({1, 2, 40, 32}, gen), rnd({1, 2, 40, 32}, gen), rnd({1, 2, 40, 32}, gen)},
+                [causal](auto& v) { return scaled_dot_product_attention(v[0], v[1], v[2], Tensor(), causal); }};
+  check_op(masked, DType::bf16);
+  const Tensor mask_gpu = mask.to(kGpu);
+  OpCase with_mask{"attention fused, additive mask", {rnd(qs, gen), rnd(ks, gen), rnd(ks, gen)},
+                   [mask, mask_gpu](auto& v) {
+                     return scaled_dot_product_attention(v[0], v[1], v[2], v[0].device().is_cuda() ? mask_gpu : mask);
+                   }};
+  check_op(with_mask, DType::bf16);
+  // f32, and a head dim the fused kernels do not take: unfused on the device.
+  OpCase unfused{"attention unfused", {rnd({2, 2, 17, 24}, gen), rnd({2, 2, 19, 24}, gen), rnd({2, 2, 19, 24}, gen)},
+                 [causal](auto& v) { return scaled_dot_product_attention(v[0], v[1], v[2], Tensor(), causal); }};
+  check_tc(unfused);
+}
+
 // ---- what CUDA does not run yet: clear errors (GPU) -------------------------------------------
 
 TEST(EngineOpsCuda, UnwiredOpsRefuseCudaTensorsClearly) {
   REQUIRE_GPU();
-  const Tensor a = Tensor::ones({2, 3}, DType::f32, kGpu), b = Tensor::ones({3, 4}, DType::f32, kGpu);
-  EXPECT_TRUE(testing::throws_naming([&] { matmul(a, b); }, {"matmul", "cuda:0", "no CUDA kernel for this op yet"}));
+  const Tensor a = Tensor::ones({2, 3}, DType::f32, kGpu);
+  const Tensor idx = Tensor::zeros({1}, DType::i64, kGpu);
+  EXPECT_TRUE(testing::throws_naming([&] { gather(a, idx, 0); }, {"gather", "cuda:0", "no CUDA kernel for this op yet"}));
   const Tensor i64 = Tensor::zeros({2, 3}, DType::i64, kGpu);
   EXPECT_TRUE(testing::throws_naming([&] { relu(i64); }, {"relu", "i64", "cuda/f32"}));
   EXPECT_TRUE(testing::throws_naming([&] { add(a, a.to(DType::bf16)); }, {"add", "different dtypes"}));
@@ -559,13 +655,14 @@ TEST(EngineOpsCudaTable, WiredOpsAndDtypes) {
   using ops::OpId;
   for (OpId op : {OpId::add, OpId::relu, OpId::gelu, OpId::pow, OpId::where, OpId::sum, OpId::mean, OpId::softmax,
                   OpId::log_softmax, OpId::cross_entropy, OpId::layer_norm, OpId::batch_norm, OpId::max_pool2d,
-                  OpId::avg_pool2d, OpId::global_avg_pool2d, OpId::dropout, OpId::reshape, OpId::concat}) {
+                  OpId::avg_pool2d, OpId::global_avg_pool2d, OpId::dropout, OpId::reshape, OpId::concat,
+                  OpId::matmul, OpId::linear, OpId::conv2d, OpId::attention}) {
     for (DType t : {DType::f32, DType::f16, DType::bf16})
       EXPECT_TRUE(ops::supports(op, kGpu, t)) << ops::op_name(op) << " " << dtype_name(t);
     for (DType t : {DType::i32, DType::i64, DType::u8, DType::boolean})
       EXPECT_FALSE(ops::supports(op, kGpu, t)) << ops::op_name(op) << " " << dtype_name(t);
   }
-  for (OpId op : {OpId::matmul, OpId::linear, OpId::conv2d, OpId::conv_transpose2d, OpId::attention, OpId::gather})
+  for (OpId op : {OpId::conv_transpose2d, OpId::gather})
     for (DType t : {DType::f32, DType::f16, DType::bf16})
       EXPECT_FALSE(ops::supports(op, kGpu, t)) << ops::op_name(op) << " has no CUDA kernel yet";
   // The CPU side is unchanged: f32 only.
@@ -579,7 +676,8 @@ TEST(EngineOpsCudaTable, ErrorsListWhatIsSupported) {
   EXPECT_NE(msg.find("relu: f16[2] cpu is not supported (supported: cpu/f32, cuda/f32, cuda/f16, cuda/bf16)"),
             std::string::npos)
       << msg;
-  const std::string mm = testing::error_message([] { matmul(Tensor::ones({2, 2}, DType::bf16), Tensor::ones({2, 2}, DType::bf16)); });
+  const std::string mm =
+      testing::error_message([] { gather(Tensor::ones({2, 2}, DType::bf16), Tensor::zeros({1}, DType::i64), 0); });
   EXPECT_NE(mm.find("(supported: cpu/f32; no CUDA kernel for this op yet)"), std::string::npos) << mm;
 }
 
