@@ -14,6 +14,14 @@
 #endif
 
 int main(int argc, char** argv) {
+  // Listing the benchmarks needs no GPU (used to plan what fits in a GPU run's time).
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind("--benchmark_list_tests", 0) == 0) {
+      benchmark::Initialize(&argc, argv);
+      benchmark::RunSpecifiedBenchmarks();
+      benchmark::Shutdown();
+      return 0;
+    }
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {

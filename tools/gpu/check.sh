@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The GPU check: ONE command for the lent GPU machine, run from the repository
-# root there:  bash tools/gpu/check.sh
-# Before the call, HERE: bash tools/gpu/prepare.sh, then carry [".gtest", ".gbench"].
+# The GPU check: one command for a GPU machine without the Debian packages, run
+# from the repository root there:  bash tools/gpu/check.sh
+# Before, on a machine with the packages: bash tools/gpu/prepare.sh, and copy
+# .gtest/ and .gbench/ along with the checkout.
 #
 # Builds the GPU-only configuration (GRAFT_GPU_CHECK: kernels, engine,
 # graft_tests_cuda, bench_cuda), runs the CUDA tests, then the GPU benchmarks,
 # and writes bench/results/<device>-<yyyymmdd>-<commit>.json (tools/gpu/results.py).
 # Logs and reports go to $RESULTS_DIR (default <build>/gpu-check) and, where
-# $OUT is set (the device tool), are copied there (at most 8 files, flat).
+# $OUT is set (a folder that the caller collects), are copied there (flat).
 # A failing test does not stop the benchmarks; the exit status is non-zero at
 # the end if anything failed (configure, build, a test, a benchmark).
 # Tolerant of a bare machine: no cuDNN -> benchmarks without baselines; no
@@ -18,14 +19,17 @@
 # TEST_FILTER (gtest filter, *), TEST_TIMEOUT (240 s), BENCH_FILTER (regex, .),
 # BENCH_MIN_TIME (0.05 s per benchmark), BENCH_TIMEOUT (240 s), RESULTS_DIR,
 # CHECK_BUDGET (540 s: the tests and benchmarks get what the build left of it,
-# so the whole check ends inside the device tool's 600 s per command),
+# so the whole check ends inside a 600 s limit per command),
 # SANITIZE=1 (the tests again under compute-sanitizer memcheck; SANITIZE_FILTER,
 # SANITIZE_TIMEOUT 180 s), SKIP_TESTS=1 (benchmarks only), TORCH_TIMEOUT (90 s per
 # bench/cuda/*_torch.py baseline script).
 #
-# When everything does not fit in one call: the build folder stays on a warm
-# machine, so a second call rebuilds nothing, e.g.
-#   SKIP_TESTS=1 BENCH_FILTER='^(conv|dwconv|gemm|attention)' bash tools/gpu/check.sh
+# Everything does not fit in one 600 s call (about 350 benchmarks). The build
+# folder stays on a warm machine, so a second call rebuilds nothing:
+#   BENCH_FILTER="$(cat tools/gpu/first_call.filter)" bash tools/gpu/check.sh
+#   SKIP_TESTS=1 BENCH_TIMEOUT=420 BENCH_FILTER="$(cat tools/gpu/second_call.filter)" bash tools/gpu/check.sh
+# The second call keeps the first one's test report and benchmark figures, so its
+# results file holds both.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -35,7 +39,15 @@ JOBS=${JOBS:-$(nproc)}
 CUDA_ARCH=${CUDA_ARCH:-90}
 RES=${RESULTS_DIR:-$BUILD_DIR/gpu-check}
 mkdir -p "$RES"
-rm -f "$RES"/tests.json "$RES"/tests.log "$RES"/bench.json "$RES"/bench.log "$RES"/summary.txt "$RES"/sanitizer.log "$RES"/*_torch.json "$RES"/*_torch.log
+# A benchmarks-only call (SKIP_TESTS=1) after a full one on the same machine
+# keeps that call's test report and adds its benchmark figures (bench_prev.json)
+# to this call's, so the results file covers both.
+if [ "${SKIP_TESTS:-0}" = 1 ] && [ -s "$RES/bench.json" ]; then
+  mv "$RES/bench.json" "$RES/bench_prev.json"
+else
+  rm -f "$RES"/tests.json "$RES"/tests.log "$RES"/bench_prev.json
+fi
+rm -f "$RES"/bench.json "$RES"/bench.log "$RES"/summary.txt "$RES"/sanitizer.log "$RES"/*_torch.json "$RES"/*_torch.log
 status=0
 problems=()
 fail() { status=1; problems+=("$1"); echo "check: FAILED: $1"; }
@@ -142,7 +154,7 @@ else
   fail "configure (see build.log)"
 fi
 
-# ---- time: the device tool stops a command at 600 s; stay inside CHECK_BUDGET ----
+# ---- time: stay inside CHECK_BUDGET (commands are stopped at 600 s) ----
 budget=${CHECK_BUDGET:-540}
 left() { echo $((budget - (SECONDS - START))); }
 min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
@@ -214,6 +226,7 @@ fi
 # names end in "@torch_..." so results.py pairs them with ours; a script that
 # finds no torch or no GPU exits 0 with a message and writes nothing.
 extra_args=()
+[ -s "$RES/bench_prev.json" ] && extra_args+=(--extra "$RES/bench_prev.json")
 if [ "$built_bench" = 1 ] && [ $gpu_ok = 1 ] && command -v python3 > /dev/null 2>&1; then
   for script in bench/cuda/*_torch.py; do
     [ -f "$script" ] || continue
