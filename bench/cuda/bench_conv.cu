@@ -253,15 +253,6 @@ void bench_ours(benchmark::State& state, Layer l, Pass pass) {
 
 // ---- cuDNN ------------------------------------------------------------------------------------
 #ifdef GRAFT_HAVE_CUDNN
-#define CUDNN_OK(call)                                                                     \
-  do {                                                                                     \
-    cudnnStatus_t s_ = (call);                                                             \
-    if (s_ != CUDNN_STATUS_SUCCESS) {                                                      \
-      state.SkipWithError((std::string(#call) + ": " + cudnnGetErrorString(s_)).c_str()); \
-      return;                                                                              \
-    }                                                                                      \
-  } while (0)
-
 constexpr size_t kWorkspace = size_t(128) << 20;
 
 struct Cudnn {
@@ -295,22 +286,22 @@ void bench_cudnn(benchmark::State& state, Layer l, Pass pass, bool unfused) {
   fill_f32<<<16, 256>>>(var.as<float>(), p.o, 0.5f, 1.5f, 7);
   BENCH_CUDA_CHECK(cudaGetLastError());
   Cudnn c;
-  CUDNN_OK(cudnnCreate(&c.h));
-  CUDNN_OK(cudnnCreateTensorDescriptor(&c.xd));
-  CUDNN_OK(cudnnCreateTensorDescriptor(&c.yd));
-  CUDNN_OK(cudnnCreateFilterDescriptor(&c.wd));
-  CUDNN_OK(cudnnCreateConvolutionDescriptor(&c.cd));
-  CUDNN_OK(cudnnSetTensor4dDescriptor(c.xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, int(p.n), int(p.c), int(p.h),
+  CUDNN_SKIP_ON_ERROR(cudnnCreate(&c.h));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&c.xd));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&c.yd));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateFilterDescriptor(&c.wd));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateConvolutionDescriptor(&c.cd));
+  CUDNN_SKIP_ON_ERROR(cudnnSetTensor4dDescriptor(c.xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, int(p.n), int(p.c), int(p.h),
                                       int(p.w)));
-  CUDNN_OK(cudnnSetTensor4dDescriptor(c.yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, int(p.n), int(p.o),
+  CUDNN_SKIP_ON_ERROR(cudnnSetTensor4dDescriptor(c.yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, int(p.n), int(p.o),
                                       int(p.out_h()), int(p.out_w())));
-  CUDNN_OK(cudnnSetFilter4dDescriptor(c.wd, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NHWC, int(p.o), int(p.c / p.groups),
+  CUDNN_SKIP_ON_ERROR(cudnnSetFilter4dDescriptor(c.wd, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NHWC, int(p.o), int(p.c / p.groups),
                                       int(p.kh), int(p.kw)));
-  CUDNN_OK(cudnnSetConvolution2dDescriptor(c.cd, int(p.pad_top), int(p.pad_left), int(p.stride_h), int(p.stride_w),
+  CUDNN_SKIP_ON_ERROR(cudnnSetConvolution2dDescriptor(c.cd, int(p.pad_top), int(p.pad_left), int(p.stride_h), int(p.stride_w),
                                            int(p.dilation_h), int(p.dilation_w), CUDNN_CROSS_CORRELATION,
                                            CUDNN_DATA_FLOAT));
-  CUDNN_OK(cudnnSetConvolutionGroupCount(c.cd, int(p.groups)));
-  CUDNN_OK(cudnnSetConvolutionMathType(c.cd, CUDNN_TENSOR_OP_MATH));
+  CUDNN_SKIP_ON_ERROR(cudnnSetConvolutionGroupCount(c.cd, int(p.groups)));
+  CUDNN_SKIP_ON_ERROR(cudnnSetConvolutionMathType(c.cd, CUDNN_TENSOR_OP_MATH));
 
   const std::string key = std::string(pass == Pass::fwd_bn_relu ? "conv_fwd" : pass_name(pass)) + l.name +
                           std::to_string(p.n);
@@ -321,19 +312,19 @@ void bench_cudnn(benchmark::State& state, Layer l, Pass pass, bool unfused) {
   if (algo < 0) {
     if (pass == Pass::bwd_data) {
       cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
-      CUDNN_OK(cudnnFindConvolutionBackwardDataAlgorithmEx(c.h, c.wd, b.w.p, c.yd, b.dy.p, c.cd, c.xd, b.dx.p, kMax,
+      CUDNN_SKIP_ON_ERROR(cudnnFindConvolutionBackwardDataAlgorithmEx(c.h, c.wd, b.w.p, c.yd, b.dy.p, c.cd, c.xd, b.dx.p, kMax,
                                                            &returned, perf, ws.p, kWorkspace));
       for (int i = 0; i < returned && algo < 0; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kWorkspace) algo = int(perf[i].algo);
     } else if (pass == Pass::bwd_weight) {
       cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
-      CUDNN_OK(cudnnFindConvolutionBackwardFilterAlgorithmEx(c.h, c.xd, b.x.p, c.yd, b.dy.p, c.cd, c.wd, b.dw.p, kMax,
+      CUDNN_SKIP_ON_ERROR(cudnnFindConvolutionBackwardFilterAlgorithmEx(c.h, c.xd, b.x.p, c.yd, b.dy.p, c.cd, c.wd, b.dw.p, kMax,
                                                              &returned, perf, ws.p, kWorkspace));
       for (int i = 0; i < returned && algo < 0; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kWorkspace) algo = int(perf[i].algo);
     } else {
       cudnnConvolutionFwdAlgoPerf_t perf[kMax];
-      CUDNN_OK(cudnnFindConvolutionForwardAlgorithmEx(c.h, c.xd, b.x.p, c.wd, b.w.p, c.cd, c.yd, b.y.p, kMax,
+      CUDNN_SKIP_ON_ERROR(cudnnFindConvolutionForwardAlgorithmEx(c.h, c.xd, b.x.p, c.wd, b.w.p, c.cd, c.yd, b.y.p, kMax,
                                                       &returned, perf, ws.p, kWorkspace));
       for (int i = 0; i < returned && algo < 0; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kWorkspace) algo = int(perf[i].algo);
@@ -343,10 +334,10 @@ void bench_cudnn(benchmark::State& state, Layer l, Pass pass, bool unfused) {
   }
   const float one = 1.0f, zero = 0.0f;
   if (pass == Pass::fwd_bn_relu) {
-    CUDNN_OK(cudnnCreateTensorDescriptor(&c.bnd));
-    CUDNN_OK(cudnnDeriveBNTensorDescriptor(c.bnd, c.yd, CUDNN_BATCHNORM_SPATIAL));
-    CUDNN_OK(cudnnCreateActivationDescriptor(&c.act));
-    CUDNN_OK(cudnnSetActivationDescriptor(c.act, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&c.bnd));
+    CUDNN_SKIP_ON_ERROR(cudnnDeriveBNTensorDescriptor(c.bnd, c.yd, CUDNN_BATCHNORM_SPATIAL));
+    CUDNN_SKIP_ON_ERROR(cudnnCreateActivationDescriptor(&c.act));
+    CUDNN_SKIP_ON_ERROR(cudnnSetActivationDescriptor(c.act, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
   }
   cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
   auto launch = [&] {
@@ -377,9 +368,9 @@ void bench_cudnn(benchmark::State& state, Layer l, Pass pass, bool unfused) {
   };
   launch();
   BENCH_CUDA_CHECK(cudaDeviceSynchronize());
-  CUDNN_OK(st);
+  CUDNN_SKIP_ON_ERROR(st);
   run_timed(state, launch);
-  CUDNN_OK(st);
+  CUDNN_SKIP_ON_ERROR(st);
   set_flops(state, p.forward_flops());
 }
 #endif

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench/cuda/harness.h"
+#include "bench/cuda/inputs.cuh"
 #include "kernels/cuda/depthwise.h"
 
 #ifdef GRAFT_HAVE_CUDNN
@@ -57,35 +58,6 @@ Conv2dParams params_of(const Layer& l, int64_t n) {
   return p;
 }
 
-// ---- deterministic inputs ---------------------------------------------------------------------
-
-__host__ __device__ inline float pattern(uint64_t i, uint32_t seed) {
-  uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed ^ static_cast<uint32_t>(i >> 32) * 40503u;
-  h ^= h >> 15;
-  h *= 2246822519u;
-  h ^= h >> 13;
-  return static_cast<float>(h & 0xffffu) / 65536.f - 0.5f;  // [-0.5, 0.5)
-}
-
-template <typename T>
-__global__ void fill_pattern_kernel(T* p, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if constexpr (sizeof(T) == 4) p[i] = pattern(i, seed);
-    else p[i] = __float2bfloat16_rn(pattern(i, seed));
-  }
-}
-
-void fill_pattern(void* p, int64_t n, DataType dt, uint32_t seed) {
-  if (dt == DataType::f32) fill_pattern_kernel<float><<<2048, 256>>>(static_cast<float*>(p), n, seed);
-  else fill_pattern_kernel<__nv_bfloat16><<<2048, 256>>>(static_cast<__nv_bfloat16*>(p), n, seed);
-  BENCH_CUDA_CHECK(cudaGetLastError());
-  BENCH_CUDA_CHECK(cudaDeviceSynchronize());
-}
-float host_pattern(uint64_t i, DataType dt, uint32_t seed) {
-  const float v = pattern(i, seed);
-  return dt == DataType::f32 ? v : __bfloat162float(__float2bfloat16_rn(v));
-}
 
 float read_one(const void* p, int64_t i, DataType dt) {
   if (dt == DataType::f32) {
@@ -223,15 +195,6 @@ void dwconv_fwd_bn_relu6(benchmark::State& state, DataType dt, Layer l, int64_t 
 }
 
 #ifdef GRAFT_HAVE_CUDNN
-#define CUDNN_OK(call)                                                                    \
-  do {                                                                                    \
-    cudnnStatus_t s_ = (call);                                                            \
-    if (s_ != CUDNN_STATUS_SUCCESS) {                                                     \
-      state.SkipWithError((std::string(#call) + ": " + cudnnGetErrorString(s_)).c_str()); \
-      return;                                                                             \
-    }                                                                                     \
-  } while (0)
-
 constexpr size_t kCudnnWorkspace = size_t(256) << 20;
 
 // Algorithm found per (op, dtype, layer, batch), kept for the process.
@@ -245,22 +208,22 @@ void dwconv_cudnn(benchmark::State& state, Op op, DataType dt, Layer l, int64_t 
   const Conv2dParams& p = b.p;
   const cudnnDataType_t cdt = dt == DataType::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_BFLOAT16;
   static cudnnHandle_t h = nullptr;  // one handle for the process (creating one costs ms)
-  if (!h) CUDNN_OK(cudnnCreate(&h));
+  if (!h) CUDNN_SKIP_ON_ERROR(cudnnCreate(&h));
   cudnnTensorDescriptor_t xd, yd;
   cudnnFilterDescriptor_t wd;
   cudnnConvolutionDescriptor_t cd;
-  CUDNN_OK(cudnnCreateTensorDescriptor(&xd));
-  CUDNN_OK(cudnnCreateTensorDescriptor(&yd));
-  CUDNN_OK(cudnnCreateFilterDescriptor(&wd));
-  CUDNN_OK(cudnnCreateConvolutionDescriptor(&cd));
-  CUDNN_OK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, cdt, int(p.n), int(p.c), int(p.h), int(p.w)));
-  CUDNN_OK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, cdt, int(p.n), int(p.c), int(p.out_h()), int(p.out_w())));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&xd));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&yd));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateFilterDescriptor(&wd));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateConvolutionDescriptor(&cd));
+  CUDNN_SKIP_ON_ERROR(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, cdt, int(p.n), int(p.c), int(p.h), int(p.w)));
+  CUDNN_SKIP_ON_ERROR(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, cdt, int(p.n), int(p.c), int(p.out_h()), int(p.out_w())));
   // (K = C, C/groups = 1, kh, kw) in NHWC: memory K, kh, kw, 1 = ours (C, kh, kw).
-  CUDNN_OK(cudnnSetFilter4dDescriptor(wd, cdt, CUDNN_TENSOR_NHWC, int(p.c), 1, int(p.kh), int(p.kw)));
-  CUDNN_OK(cudnnSetConvolution2dDescriptor(cd, int(p.pad_top), int(p.pad_left), int(p.stride_h), int(p.stride_w), 1, 1,
+  CUDNN_SKIP_ON_ERROR(cudnnSetFilter4dDescriptor(wd, cdt, CUDNN_TENSOR_NHWC, int(p.c), 1, int(p.kh), int(p.kw)));
+  CUDNN_SKIP_ON_ERROR(cudnnSetConvolution2dDescriptor(cd, int(p.pad_top), int(p.pad_left), int(p.stride_h), int(p.stride_w), 1, 1,
                                            CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  CUDNN_OK(cudnnSetConvolutionGroupCount(cd, int(p.c)));
-  CUDNN_OK(cudnnSetConvolutionMathType(cd, dt == DataType::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
+  CUDNN_SKIP_ON_ERROR(cudnnSetConvolutionGroupCount(cd, int(p.c)));
+  CUDNN_SKIP_ON_ERROR(cudnnSetConvolutionMathType(cd, dt == DataType::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
   DeviceBuffer ws(kCudnnWorkspace);
   const std::string key = std::string(op_name(op)) + kernels::cuda::dtype_name(dt) + l.name + std::to_string(n);
   auto& cache = algo_cache();
@@ -268,21 +231,21 @@ void dwconv_cudnn(benchmark::State& state, Op op, DataType dt, Layer l, int64_t 
     int returned = 0;
     if (op == Op::fwd) {
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      CUDNN_OK(cudnnFindConvolutionForwardAlgorithmEx(h, xd, b.x.p, wd, b.w.p, cd, yd, b.out.p,
+      CUDNN_SKIP_ON_ERROR(cudnnFindConvolutionForwardAlgorithmEx(h, xd, b.x.p, wd, b.w.p, cd, yd, b.out.p,
                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ws.p,
                                                       kCudnnWorkspace));
       for (int i = 0; i < returned && !cache.count(key); ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS) cache[key] = int(perf[i].algo);
     } else if (op == Op::bwd_data) {
       cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-      CUDNN_OK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, wd, b.w.p, yd, b.dy.p, cd, xd, b.out.p,
+      CUDNN_SKIP_ON_ERROR(cudnnFindConvolutionBackwardDataAlgorithmEx(h, wd, b.w.p, yd, b.dy.p, cd, xd, b.out.p,
                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf,
                                                            ws.p, kCudnnWorkspace));
       for (int i = 0; i < returned && !cache.count(key); ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS) cache[key] = int(perf[i].algo);
     } else {
       cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-      CUDNN_OK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, xd, b.x.p, yd, b.dy.p, cd, wd, b.out.p,
+      CUDNN_SKIP_ON_ERROR(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, xd, b.x.p, yd, b.dy.p, cd, wd, b.out.p,
                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf,
                                                              ws.p, kCudnnWorkspace));
       for (int i = 0; i < returned && !cache.count(key); ++i)
@@ -310,14 +273,14 @@ void dwconv_cudnn(benchmark::State& state, Op op, DataType dt, Layer l, int64_t 
   };
   launch();
   BENCH_CUDA_CHECK(cudaDeviceSynchronize());
-  CUDNN_OK(status);
+  CUDNN_SKIP_ON_ERROR(status);
   std::string why;
   if (first_call(key + "@cudnn") && !check_samples(op, b, b.out.p, &why)) {
     state.SkipWithError(("cuDNN " + why).c_str());
     return;
   }
   run_timed(state, launch);
-  CUDNN_OK(status);
+  CUDNN_SKIP_ON_ERROR(status);
   set_bytes(state, b.bytes(op));
   set_flops(state, b.flops());
   state.counters["algo"] = algo;

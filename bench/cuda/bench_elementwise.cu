@@ -92,24 +92,15 @@ void reduce(benchmark::State& state, DataType dt, int64_t rows, int64_t cols, bo
 }
 
 #ifdef GRAFT_HAVE_CUDNN
-#define CUDNN_OK(call)                                                                   \
-  do {                                                                                   \
-    cudnnStatus_t s_ = (call);                                                           \
-    if (s_ != CUDNN_STATUS_SUCCESS) {                                                    \
-      state.SkipWithError((std::string(#call) + ": " + cudnnGetErrorString(s_)).c_str()); \
-      return;                                                                            \
-    }                                                                                    \
-  } while (0)
-
 void relu_cudnn(benchmark::State& state) {
   cudnnHandle_t h;
-  CUDNN_OK(cudnnCreate(&h));
+  CUDNN_SKIP_ON_ERROR(cudnnCreate(&h));
   cudnnTensorDescriptor_t d;
   cudnnActivationDescriptor_t act;
-  CUDNN_OK(cudnnCreateTensorDescriptor(&d));
-  CUDNN_OK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, kN, kC, kH, kW));
-  CUDNN_OK(cudnnCreateActivationDescriptor(&act));
-  CUDNN_OK(cudnnSetActivationDescriptor(act, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&d));
+  CUDNN_SKIP_ON_ERROR(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, kN, kC, kH, kW));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateActivationDescriptor(&act));
+  CUDNN_SKIP_ON_ERROR(cudnnSetActivationDescriptor(act, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
   DeviceBuffer x(kAct * 4), y(kAct * 4);
   const float one = 1.f, zero = 0.f;
   run_timed(state, [&] { cudnnActivationForward(h, act, &one, d, x.p, &zero, d, y.p); });
@@ -121,16 +112,16 @@ void relu_cudnn(benchmark::State& state) {
 
 void add_cudnn(benchmark::State& state, bool bias) {
   cudnnHandle_t h;
-  CUDNN_OK(cudnnCreate(&h));
+  CUDNN_SKIP_ON_ERROR(cudnnCreate(&h));
   cudnnTensorDescriptor_t d, db;
   cudnnOpTensorDescriptor_t op;
-  CUDNN_OK(cudnnCreateTensorDescriptor(&d));
-  CUDNN_OK(cudnnCreateTensorDescriptor(&db));
-  CUDNN_OK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, kN, kC, kH, kW));
-  CUDNN_OK(cudnnSetTensor4dDescriptor(db, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, bias ? 1 : kN, kC, bias ? 1 : kH,
+  CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&d));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateTensorDescriptor(&db));
+  CUDNN_SKIP_ON_ERROR(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, kN, kC, kH, kW));
+  CUDNN_SKIP_ON_ERROR(cudnnSetTensor4dDescriptor(db, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, bias ? 1 : kN, kC, bias ? 1 : kH,
                                       bias ? 1 : kW));
-  CUDNN_OK(cudnnCreateOpTensorDescriptor(&op));
-  CUDNN_OK(cudnnSetOpTensorDescriptor(op, CUDNN_OP_TENSOR_ADD, CUDNN_DATA_FLOAT, CUDNN_NOT_PROPAGATE_NAN));
+  CUDNN_SKIP_ON_ERROR(cudnnCreateOpTensorDescriptor(&op));
+  CUDNN_SKIP_ON_ERROR(cudnnSetOpTensorDescriptor(op, CUDNN_OP_TENSOR_ADD, CUDNN_DATA_FLOAT, CUDNN_NOT_PROPAGATE_NAN));
   DeviceBuffer a(kAct * 4), b((bias ? kC : kAct) * 4), o(kAct * 4);
   const float one = 1.f, zero = 0.f;
   run_timed(state, [&] { cudnnOpTensor(h, op, &one, d, a.p, &one, db, b.p, &zero, d, o.p); });

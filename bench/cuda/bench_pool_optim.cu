@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bench/cuda/harness.h"
+#include "bench/cuda/inputs.cuh"
 #include "kernels/cuda/optim.h"
 #include "kernels/cuda/pool.h"
 
@@ -25,38 +26,6 @@ namespace {
 
 using kernels::cuda::DataType;
 using kernels::cuda::Pool2dParams;
-
-// ---- deterministic inputs ---------------------------------------------------------------------
-
-__host__ __device__ inline float pattern(uint64_t i, uint32_t seed) {
-  uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed ^ static_cast<uint32_t>(i >> 32) * 40503u;
-  h ^= h >> 15;
-  h *= 2246822519u;
-  h ^= h >> 13;
-  return static_cast<float>(h & 0xffffu) / 65536.f - 0.5f;  // [-0.5, 0.5)
-}
-
-template <typename T>
-__global__ void fill_pattern_kernel(T* p, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if constexpr (sizeof(T) == 4) p[i] = pattern(i, seed);
-    else p[i] = __float2bfloat16_rn(pattern(i, seed));
-  }
-}
-
-// f32 or bf16 (the benchmark dtypes).
-void fill_pattern(void* p, int64_t n, DataType dt, uint32_t seed) {
-  if (dt == DataType::f32) fill_pattern_kernel<float><<<2048, 256>>>(static_cast<float*>(p), n, seed);
-  else fill_pattern_kernel<__nv_bfloat16><<<2048, 256>>>(static_cast<__nv_bfloat16*>(p), n, seed);
-  BENCH_CUDA_CHECK(cudaGetLastError());
-  BENCH_CUDA_CHECK(cudaDeviceSynchronize());
-}
-// The value fill_pattern stored, as the host sees it.
-float host_pattern(uint64_t i, DataType dt, uint32_t seed) {
-  const float v = pattern(i, seed);
-  return dt == DataType::f32 ? v : __bfloat162float(__float2bfloat16_rn(v));
-}
 
 std::vector<float> download(const void* p, int64_t n, DataType dt) {
   std::vector<float> out(static_cast<size_t>(n));

@@ -80,3 +80,18 @@ struct DeviceBuffer {
 };
 
 }  // namespace graft::bench
+
+#ifdef GRAFT_HAVE_CUDNN
+#include <cudnn.h>
+// Inside a benchmark function (it uses its `state`): a failing cuDNN call
+// skips that benchmark with the call and cuDNN's message (say, a dtype or
+// layout this cuDNN does not take) instead of ending the program.
+#define CUDNN_SKIP_ON_ERROR(call)                                                          \
+  do {                                                                                     \
+    cudnnStatus_t s_ = (call);                                                             \
+    if (s_ != CUDNN_STATUS_SUCCESS) {                                                      \
+      state.SkipWithError((std::string(#call) + ": " + cudnnGetErrorString(s_)).c_str()); \
+      return;                                                                              \
+    }                                                                                      \
+  } while (0)
+#endif

@@ -33,6 +33,15 @@ Tensor checked_targets(const Tensor& targets, int64_t n, int64_t c, int64_t igno
   return t;
 }
 
+kernels::cpu::CrossEntropyParams ce_params(int64_t n, int64_t c, const CrossEntropyOptions& opt) {
+  kernels::cpu::CrossEntropyParams p;
+  p.n = n;
+  p.c = c;
+  p.label_smoothing = static_cast<float>(opt.label_smoothing);
+  p.ignore_index = opt.ignore_index;
+  return p;
+}
+
 // The CUDA path (arguments already checked, except the target values: the
 // kernel checks those and its error names the row and the value). The loss
 // and its statistics are f32 whatever the logits' dtype; 'sum' and 'mean'
@@ -50,11 +59,7 @@ Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& targets, const Cro
   const Tensor t = targets.detach().to(DType::i64).contiguous();
   const Tensor x = logits.contiguous();
   const Tensor w = opt.class_weights.defined() ? opt.class_weights.detach().contiguous() : Tensor();
-  kernels::cpu::CrossEntropyParams p;
-  p.n = n;
-  p.c = c;
-  p.label_smoothing = static_cast<float>(opt.label_smoothing);
-  p.ignore_index = opt.ignore_index;
+  const kernels::cpu::CrossEntropyParams p = ce_params(n, c, opt);
 
   Tensor per_sample = Tensor::empty({n}, DType::f32, x.device());
   Tensor stats = Tensor::empty({n, 2}, DType::f32, x.device());
@@ -131,11 +136,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
 
   const Tensor x = logits.contiguous();
   const Tensor w = weights.defined() ? weights.contiguous() : Tensor();
-  kernels::cpu::CrossEntropyParams p;
-  p.n = n;
-  p.c = c;
-  p.label_smoothing = static_cast<float>(opt.label_smoothing);
-  p.ignore_index = opt.ignore_index;
+  const kernels::cpu::CrossEntropyParams p = ce_params(n, c, opt);
 
   Tensor per_sample = Tensor::empty({n}, DType::f32, x.device());
   Tensor stats = Tensor::empty({n, 2}, DType::f32, x.device());

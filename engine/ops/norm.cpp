@@ -40,6 +40,24 @@ void check_f32_params(const char* op, std::initializer_list<const Tensor*> ts) {
 
 float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
+// Batch norm's backward on CUDA, either mode: the incoming gradient in the
+// forward's layout and dtype, and the outputs to fill (dx in x's dtype, dweight
+// and dbias f32; undefined where not needed).
+struct BatchNormGrads {
+  Tensor gc;
+  std::vector<Tensor> out;
+};
+BatchNormGrads batch_norm_grads(const Tensor& g, MemoryFormat fmt, const Shape& in_shape, DType in_dtype,
+                                const Device& dev, int64_t c, const autograd::NeedsGrad& needs) {
+  BatchNormGrads r{g.to_format(fmt), std::vector<Tensor>(3)};
+  GRAFT_CHECK(r.gc.dtype() == in_dtype, "batch_norm backward: gradient " << r.gc.str()
+                                                                         << " differs in dtype from the input");
+  if (needs[0]) r.out[0] = Tensor::empty(in_shape, in_dtype, dev, fmt);
+  if (needs[1]) r.out[1] = Tensor::empty({c}, DType::f32, dev);
+  if (needs[2]) r.out[2] = Tensor::empty({c}, DType::f32, dev);
+  return r;
+}
+
 Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                        const Tensor& running_var, bool training, double momentum, double eps, int64_t rows, int64_t c) {
   const char* name = "batch_norm";
@@ -78,14 +96,8 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
       autograd::record(name, y, {x, weight, bias},
                        [rows, c, fmt, dt, in_shape, in_dtype, dev, sx = autograd::Saved(xc, name),
                         sw = autograd::Saved(w, name), mean, rstd](const Tensor& g, const autograd::NeedsGrad& needs) {
-                         const Tensor gc = g.to_format(fmt);
-                         GRAFT_CHECK(gc.dtype() == in_dtype, "batch_norm backward: gradient " << gc.str()
-                                                                                              << " differs in dtype from the input");
+                         auto [gc, out] = batch_norm_grads(g, fmt, in_shape, in_dtype, dev, c, needs);
                          const Tensor xs = sx.get(), ws = sw.get();
-                         std::vector<Tensor> out(3);
-                         if (needs[0]) out[0] = Tensor::empty(in_shape, in_dtype, dev, fmt);
-                         if (needs[1]) out[1] = Tensor::empty({c}, DType::f32, dev);
-                         if (needs[2]) out[2] = Tensor::empty({c}, DType::f32, dev);
                          cuda::launch("batch_norm backward", dev, [&](cudaStream_t s) {
                            kernels::cuda::batch_norm_backward_train(
                                gc.raw_data(), xs.raw_data(), mean.data<float>(), rstd.data<float>(), f32_or_null(ws),
@@ -109,14 +121,8 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
                      [rows, c, fmt, feps, dt, in_shape, in_dtype, dev,
                       sx = autograd::Saved(keep_x ? xc : Tensor(), name), sw = autograd::Saved(w, name), rm,
                       rv](const Tensor& g, const autograd::NeedsGrad& needs) {
-                       const Tensor gc = g.to_format(fmt);
-                       GRAFT_CHECK(gc.dtype() == in_dtype, "batch_norm backward: gradient " << gc.str()
-                                                                                            << " differs in dtype from the input");
+                       auto [gc, out] = batch_norm_grads(g, fmt, in_shape, in_dtype, dev, c, needs);
                        const Tensor xs = sx.get(), ws = sw.get();
-                       std::vector<Tensor> out(3);
-                       if (needs[0]) out[0] = Tensor::empty(in_shape, in_dtype, dev, fmt);
-                       if (needs[1]) out[1] = Tensor::empty({c}, DType::f32, dev);
-                       if (needs[2]) out[2] = Tensor::empty({c}, DType::f32, dev);
                        cuda::launch("batch_norm backward", dev, [&](cudaStream_t s) {
                          kernels::cuda::batch_norm_backward_eval(
                              gc.raw_data(), xs.defined() ? xs.raw_data() : nullptr, rm.data<float>(), rv.data<float>(),

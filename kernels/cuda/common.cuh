@@ -43,6 +43,32 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { retu
     }                                                                                            \
   } while (0)
 
+// ---- packed access ---------------------------------------------------------------------------
+// V consecutive elements loaded or stored as one access: 16 bytes for the
+// vector paths (V * sizeof(T) == 16), one element for a scalar path; wider
+// packs (e.g. 8 int32) are aligned to 16 bytes. The caller checks alignment.
+// (Namespace vec: elementwise's ew::Pack is another shape of the same idea.)
+namespace vec {
+template <typename T, int V>
+struct alignas(sizeof(T) * V <= 16 ? sizeof(T) * V : 16) Pack {
+  T v[V];
+};
+
+template <typename T, int V>
+__device__ __forceinline__ void load_f32(const T* p, float (&out)[V]) {
+  const Pack<T, V> k = *reinterpret_cast<const Pack<T, V>*>(p);
+#pragma unroll
+  for (int l = 0; l < V; ++l) out[l] = to_f32(k.v[l]);
+}
+template <typename T, int V>
+__device__ __forceinline__ void store_f32(T* p, const float (&in)[V]) {
+  Pack<T, V> k;
+#pragma unroll
+  for (int l = 0; l < V; ++l) k.v[l] = from_f32<T>(in[l]);
+  *reinterpret_cast<Pack<T, V>*>(p) = k;
+}
+}  // namespace vec
+
 // ---- reductions ------------------------------------------------------------------------------
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

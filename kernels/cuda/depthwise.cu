@@ -22,6 +22,10 @@ namespace graft::kernels::cuda {
 
 namespace {
 
+using vec::load_f32;
+using vec::Pack;
+using vec::store_f32;
+
 constexpr int kThreads = 256;  // threads per block, every kernel
 using dw_index::kTileW;  // adjacent pixels along W per thread (specialised kernels)
 constexpr int kMaxChannelVecs = 32;  // channel vectors per block tile (one warp's width)
@@ -32,25 +36,6 @@ constexpr int kMaxChannelVecs = 32;  // channel vectors per block tile (one warp
 template <int K, int S = 1>
 constexpr int kMinBlocks = K == 3 && S == 1 ? 3 : 2;
 
-// V consecutive elements as one access (16 bytes for the vector paths).
-template <typename T, int V>
-struct alignas(sizeof(T) * V <= 16 ? sizeof(T) * V : 16) Pack {
-  T v[V];
-};
-
-template <typename T, int V>
-__device__ __forceinline__ void load_f32(const T* p, float (&out)[V]) {
-  const Pack<T, V> k = *reinterpret_cast<const Pack<T, V>*>(p);
-#pragma unroll
-  for (int l = 0; l < V; ++l) out[l] = to_f32(k.v[l]);
-}
-template <typename T, int V>
-__device__ __forceinline__ void store_f32(T* p, const float (&in)[V]) {
-  Pack<T, V> k;
-#pragma unroll
-  for (int l = 0; l < V; ++l) k.v[l] = from_f32<T>(in[l]);
-  *reinterpret_cast<Pack<T, V>*>(p) = k;
-}
 
 struct Geometry {
   int n, h, w, c, oh, ow;

@@ -16,29 +16,11 @@ namespace graft::kernels::cuda {
 
 namespace {
 
+using vec::load_f32;
+using vec::Pack;
+using vec::store_f32;
+
 constexpr int kThreads = 256;
-
-// V consecutive elements loaded or stored as one access: 16 bytes for the
-// vector paths (V * sizeof(T) == 16), one element for the scalar path. Int32
-// argmax packs of 8 are two 16-byte accesses.
-template <typename T, int V>
-struct alignas(sizeof(T) * V <= 16 ? sizeof(T) * V : 16) Pack {
-  T v[V];
-};
-
-template <typename T, int V>
-__device__ __forceinline__ void load_f32(const T* p, float (&out)[V]) {
-  const Pack<T, V> k = *reinterpret_cast<const Pack<T, V>*>(p);
-#pragma unroll
-  for (int l = 0; l < V; ++l) out[l] = to_f32(k.v[l]);
-}
-template <typename T, int V>
-__device__ __forceinline__ void store_f32(T* p, const float (&in)[V]) {
-  Pack<T, V> k;
-#pragma unroll
-  for (int l = 0; l < V; ++l) k.v[l] = from_f32<T>(in[l]);
-  *reinterpret_cast<Pack<T, V>*>(p) = k;
-}
 
 // The geometry in int32 (the launchers check that every element offset fits).
 struct Geometry {
