@@ -180,7 +180,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                          if (needs[0]) {
                            Tensor full = Tensor::zeros({entries * m * k}, gc.dtype(), gc.device());
                            const Tensor bs = saved_b.get().to(gc.dtype());
-                           if (mn > 0 && m * k > 0)
+                           if (entries > 0 && mn > 0 && m * k > 0)
                              plan.for_each_run([&](int64_t, int64_t ob, int64_t oc, int64_t count, int64_t, int64_t sb,
                                                    int64_t sc) {
                                gemm_cuda("matmul backward", Trans::no, Trans::yes, m, k, n, {&gc, oc}, n, sc, {&bs, ob},
@@ -191,7 +191,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                          if (needs[1]) {
                            Tensor full = Tensor::zeros({entries * k * n}, gc.dtype(), gc.device());
                            const Tensor as = saved_a.get().to(gc.dtype());
-                           if (mn > 0 && k * n > 0)
+                           if (entries > 0 && mn > 0 && k * n > 0)
                              plan.for_each_run([&](int64_t oa, int64_t, int64_t oc, int64_t count, int64_t sa, int64_t,
                                                    int64_t sc) {
                                gemm_cuda("matmul backward", Trans::yes, Trans::no, k, n, m, {&as, oa}, k, sa, {&gc, oc},
@@ -207,7 +207,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                          Tensor da = Tensor::zeros(a_shape, DType::f32, gc.device());
                          const float* pb = saved_b.get().data<float>();
                          float* pa = da.data<float>();
-                         plan.for_each_run([&](int64_t oa, int64_t ob, int64_t oc, int64_t count, int64_t sa,
+                         if (gc.numel() > 0)  // an empty batch would make for_each_run divide by a zero run length
+                           plan.for_each_run([&](int64_t oa, int64_t ob, int64_t oc, int64_t count, int64_t sa,
                                                int64_t sb, int64_t sc) {
                            kernels::cpu::sgemm_batched(Trans::no, Trans::yes, m, k, n, 1.f, pg + oc, ln, sc, pb + ob, ln,
                                                        sb, 1.f, pa + oa, lk, sa, count);
@@ -218,7 +219,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                          Tensor db = Tensor::zeros(b_shape, DType::f32, gc.device());
                          const float* pa = saved_a.get().data<float>();
                          float* pb = db.data<float>();
-                         plan.for_each_run([&](int64_t oa, int64_t ob, int64_t oc, int64_t count, int64_t sa,
+                         if (gc.numel() > 0)
+                           plan.for_each_run([&](int64_t oa, int64_t ob, int64_t oc, int64_t count, int64_t sa,
                                                int64_t sb, int64_t sc) {
                            kernels::cpu::sgemm_batched(Trans::yes, Trans::no, k, n, m, 1.f, pa + oa, lk, sa, pg + oc, ln,
                                                        sc, 1.f, pb + ob, ln, sb, count);
