@@ -483,14 +483,15 @@ TEST(CudaGemm, LinearLayerShapes) {
 }
 
 // Each activation with both biases, alpha and beta, on the three kernels
-// (element-wise loads; 16-byte loads with 64x64 and with 128x128 tiles).
+// (element-wise loads: k = 45 is not a multiple of the chunk; 16-byte loads
+// with 64x64 and with 128x128 tiles).
 TEST(CudaGemm, EpilogueMatchesTwin) {
   REQUIRE_GPU();
   const GemmActivation acts[] = {GemmActivation::none, GemmActivation::relu, GemmActivation::relu6,
                                  GemmActivation::silu, GemmActivation::gelu_erf, GemmActivation::gelu_tanh};
   for (DataType t : kTypes)
     for (GemmActivation act : acts)
-      for (const auto& s : {std::array<int64_t, 3>{70, 90, 40}, std::array<int64_t, 3>{520, 304, 96},
+      for (const auto& s : {std::array<int64_t, 3>{70, 90, 45}, std::array<int64_t, 3>{520, 304, 96},
                             std::array<int64_t, 3>{1032, 2056, 40}}) {
         Case c = shape(Trans::no, Trans::yes, s[0], s[1], s[2]);
         c.act = act;
@@ -513,11 +514,11 @@ TEST(CudaGemm, BetaAndEmptyK) {
     for (Trans ta : kTrans)
       for (Trans tb : kTrans) {
         Case c = shape(ta, tb, 77, 131, 50);
-        c.beta = 1.f;
+        c.beta = 1.f;  // ldc = n = 131 (odd): C element by element
         run_case(c, t);
         c.alpha = 2.f;
         c.beta = 0.5f;
-        c.pad_c = 3;  // odd ldc: C element by element
+        c.pad_c = 3;  // ldc = 134 (even): C in pairs, the last odd column alone
         run_case(c, t);
         Case e = shape(ta, tb, 33, 65, 0);
         e.beta = 0.5f;
@@ -565,6 +566,20 @@ TEST(CudaGemm, BatchedMatchesTwin) {
   one.batch = 1;
   one.batched = true;
   run_case(one, DataType::bf16);
+}
+
+// More batch items than grid.y allows (65535): blocks loop over the batch
+// (z += gridDim.y), refilling shared memory after the previous item's
+// epilogue. Element-wise loads (odd sizes) and 16-byte loads (8 x 8 x 8).
+TEST(CudaGemm, BatchBeyondGridY) {
+  REQUIRE_GPU();
+  Case odd = shape(Trans::no, Trans::no, 3, 5, 7);
+  odd.batch = 70001;
+  odd.bias = true;
+  run_case(odd, DataType::f32);
+  Case vec = shape(Trans::yes, Trans::yes, 8, 8, 8);
+  vec.batch = 65536 + 7;
+  run_case(vec, DataType::bf16);
 }
 
 // Pointers one element off 16 bytes and odd leading dimensions: the
