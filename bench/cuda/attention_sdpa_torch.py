@@ -66,15 +66,19 @@ def main():
     try:
         import torch
         import torch.nn.functional as F
-    except ImportError as e:
-        print(f"attention_sdpa_torch: torch is not installed ({e}): no baseline measured.")
+    except Exception as e:  # not installed, or a broken install (OSError for a missing CUDA library, ...)
+        print(f"attention_sdpa_torch: torch is not usable ({type(e).__name__}: {e}): no baseline measured.")
         return 0
-    if not torch.cuda.is_available():
+    try:
+        usable = torch.cuda.is_available() and torch.cuda.device_count() > 0
+    except Exception:  # a driver problem surfacing here rather than as False
+        usable = False
+    if not usable:
         print("attention_sdpa_torch: no usable GPU (torch.cuda.is_available() is False): no baseline measured.")
         return 0
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError as e:
+    except Exception as e:
         print(f"attention_sdpa_torch: torch {torch.__version__} has no torch.nn.attention.sdpa_kernel ({e}): "
               "no baseline measured.")
         return 0
@@ -127,7 +131,7 @@ def main():
                         out_holder.clear()
                     else:
                         ms = time_ms(torch, fwdbwd, args.warmup, args.repeats)
-            except RuntimeError as e:  # e.g. the flash backend refuses this GPU or shape
+            except Exception as e:  # e.g. the flash backend refuses this GPU or shape (RuntimeError), out of memory
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 print(f"attention_sdpa_torch: {full}: {msg}")
                 benchmarks.append({"name": full, "run_name": full, "run_type": "iteration", "iterations": 0,

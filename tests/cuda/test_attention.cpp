@@ -369,6 +369,37 @@ Naive naive(const kcpu::AttentionParams& p, const std::vector<float>& q, const s
 }
 std::vector<float> to_f(const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); }
 
+float max_abs(const std::vector<float>& x) {
+  float m = 0.f;
+  for (float e : x) m = std::max(m, std::fabs(e));
+  return m;
+}
+
+// Gradients: close_to_twin (relative to max |want|), but any error up to `abs_floor`
+// passes. Why: where every query sees exactly one key (Sk == 1, or Sq == Sk == 1)
+// P = 1 and dS = P (dP - delta) = 0 exactly, so dQ and dK are 0 in exact arithmetic
+// and both sides hold only rounding noise (dP and delta are two f32 sums of the same
+// D products in different orders, ~1e-7): close_to_twin's 1e-6 scale floor would
+// then allow 2e-8 and fail a correct kernel. The floor (a few 1e-6, see run_case)
+// stays well below tol * max |want| of every case with real gradients.
+::testing::AssertionResult close_grad(const std::vector<float>& got, const std::vector<float>& want, double tol,
+                                      double abs_floor, const std::string& what) {
+  const ::testing::AssertionResult rel = close_to_twin(got, want, tol, what);
+  if (rel) return rel;
+  if (got.size() != want.size()) return rel;
+  double worst = 0;
+  size_t worst_i = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isfinite(want[i]) != std::isfinite(got[i]) || std::isnan(want[i]) != std::isnan(got[i])) return rel;
+    if (!std::isfinite(want[i])) continue;
+    const double e = std::fabs(double(got[i]) - double(want[i]));
+    if (e > worst) worst = e, worst_i = i;
+  }
+  if (worst <= std::max(abs_floor, tol * double(max_abs(want)))) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << rel.message() << " (absolute floor " << abs_floor << ", worst error "
+                                       << worst << " at " << worst_i << ")";
+}
+
 // Runs forward and backward on the GPU and compares with the twin (no dropout)
 // and, when `with_naive`, the float64 reference.
 void run_case(const Case& c, DataType t, bool with_naive) {
@@ -416,6 +447,11 @@ void run_case(const Case& c, DataType t, bool with_naive) {
   const std::vector<float> got_dq = gq.download(), got_dk = gk.download(), got_dv = gv.download();
 
   const double tol = default_tolerance(t), gtol = 2 * default_tolerance(t), lse_tol = 1e-3;
+  // Rounding-noise floor of dQ and dK (close_grad): |dS| noise ~ a few f32 ulps of
+  // D * max|dO| * max|V|, times scale and max |K| (resp. |Q|); 4e-7 is ~8x the
+  // worst such noise (D = 64, qk_range 1.5: 4.8e-6).
+  const double gfloor = 4e-7 * p.scale * double(c.D) * max_abs(dout) * max_abs(v) *
+                        std::max(max_abs(q), max_abs(k));
   if (c.drop == 0.f) {
     std::vector<float> out(nq), lse(static_cast<size_t>(c.B * c.H * c.Sq)), gdq(nq), gdk(nk), gdv(nk);
     const float* m = mask.empty() ? nullptr : mask.data();
@@ -424,17 +460,17 @@ void run_case(const Case& c, DataType t, bool with_naive) {
     EXPECT_TRUE(close_to_twin(got_lse, lse, lse_tol, "lse vs twin " + what));
     kcpu::attention_backward(p, q.data(), k.data(), v.data(), m, out.data(), dout.data(), lse.data(), gdq.data(),
                              gdk.data(), gdv.data());
-    EXPECT_TRUE(close_to_twin(got_dq, gdq, gtol, "dq vs twin " + what));
-    EXPECT_TRUE(close_to_twin(got_dk, gdk, gtol, "dk vs twin " + what));
-    EXPECT_TRUE(close_to_twin(got_dv, gdv, gtol, "dv vs twin " + what));
+    EXPECT_TRUE(close_grad(got_dq, gdq, gtol, gfloor, "dq vs twin " + what));
+    EXPECT_TRUE(close_grad(got_dk, gdk, gtol, gfloor, "dk vs twin " + what));
+    EXPECT_TRUE(close_grad(got_dv, gdv, gtol, gfloor, "dv vs twin " + what));
   }
   if (with_naive || c.drop > 0.f) {
     const Naive r = naive(p, q, k, v, mask, zmask, dout);
     EXPECT_TRUE(close_to_twin(got_out, to_f(r.out), tol, "out vs float64 " + what));
     EXPECT_TRUE(close_to_twin(got_lse, to_f(r.lse), lse_tol, "lse vs float64 " + what));
-    EXPECT_TRUE(close_to_twin(got_dq, to_f(r.dq), gtol, "dq vs float64 " + what));
-    EXPECT_TRUE(close_to_twin(got_dk, to_f(r.dk), gtol, "dk vs float64 " + what));
-    EXPECT_TRUE(close_to_twin(got_dv, to_f(r.dv), gtol, "dv vs float64 " + what));
+    EXPECT_TRUE(close_grad(got_dq, to_f(r.dq), gtol, gfloor, "dq vs float64 " + what));
+    EXPECT_TRUE(close_grad(got_dk, to_f(r.dk), gtol, gfloor, "dk vs float64 " + what));
+    EXPECT_TRUE(close_grad(got_dv, to_f(r.dv), gtol, gfloor, "dv vs float64 " + what));
   }
 }
 
