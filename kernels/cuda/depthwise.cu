@@ -446,7 +446,10 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     dw_backward_weight_finish(const float* __restrict__ partial, T* __restrict__ grad_w, int slices, int taps, int c) {
   const int total = taps * c;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+  // int64 loop: total may come close to 2^31 (checked only against INT_MAX), so i + stride could overflow int.
+  for (int64_t i64 = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i64 < total;
+       i64 += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(i64);
     const int tap = i / c, ch = i - tap * c;
     float s = 0.f;
     for (int k = 0; k < slices; ++k) s += partial[static_cast<int64_t>(k) * total + i];

@@ -356,6 +356,12 @@ TEST(CudaDepthwise, BadArgumentsThrowBeforeAnyCudaCall) {
     expect_invalid([&] { backward_weight(q); }, bww, "32-bit");
     q = p, q.kh = q.kw = 300, q.pad_top = q.pad_bottom = q.pad_left = q.pad_right = 150;  // 90000 taps
     expect_invalid([&] { forward(q); }, fwd, "kh * kw");
+    // More channels than the channel tiles' grid.y (<= 65535 blocks of 32 vectors) can hold.
+    q = p, q.c = q.o = q.groups = 2000001;
+    expect_invalid([&] { backward_weight(q); }, bww, "c too large");
+    // c * kh * kw past int32 (the finish kernel's and the filter's indices).
+    q = p, q.c = q.o = q.groups = 2000000, q.kh = q.kw = 33, q.pad_top = q.pad_bottom = q.pad_left = q.pad_right = 16;
+    expect_invalid([&] { backward_weight(q); }, bww, "filter too large");
   }
   DwEpilogue bad_act;
   bad_act.act = static_cast<DwActivation>(9);
