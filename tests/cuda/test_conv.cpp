@@ -592,6 +592,34 @@ TEST(CudaConvIndex, HostGatherGemmsMatchTwin) {
   check_host_gemms({"d2_s4_pad3", general(1, 13, 11, 8, 8, 3, 3, 4, 2, 3, 1, 0, 2, 2, 2, 1)});
 }
 
+// A sweep of small random geometries (strides, dilations, asymmetric pads and
+// kernel sizes drawn independently per axis, groups) through the same host
+// GEMMs: the stride-phase decomposition must write each dx element once and
+// match the twin whatever the combination.
+TEST(CudaConvIndex, RandomSmallGeometriesMatchTwin) {
+  std::mt19937 gen(20261127);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); };
+  int checked = 0;
+  while (checked < 300) {
+    const int groups = pick(1, 3), cg = pick(1, 3), og = pick(1, 3);
+    const Conv2dParams p = general(pick(1, 2), pick(1, 9), pick(1, 9), groups * cg, groups * og, pick(1, 4), pick(1, 4),
+                                   pick(1, 4), pick(1, 4), pick(0, 3), pick(0, 3), pick(0, 3), pick(0, 3), pick(1, 3),
+                                   pick(1, 3), groups);
+    if (p.dilation_h * (p.kh - 1) + 1 > p.h + p.pad_top + p.pad_bottom ||
+        p.dilation_w * (p.kw - 1) + 1 > p.w + p.pad_left + p.pad_right)
+      continue;  // empty output: the launchers refuse it
+    check_host_gemms({"random", p});
+    if (::testing::Test::HasFailure()) {
+      ADD_FAILURE() << "geometry n " << p.n << " h " << p.h << " w " << p.w << " c " << p.c << " o " << p.o << " k "
+                    << p.kh << "x" << p.kw << " s " << p.stride_h << "x" << p.stride_w << " pad " << p.pad_top << ","
+                    << p.pad_left << "," << p.pad_bottom << "," << p.pad_right << " d " << p.dilation_h << "x"
+                    << p.dilation_w << " groups " << p.groups;
+      return;
+    }
+    ++checked;
+  }
+}
+
 // The 16-byte path loads kVec consecutive k (or mn) as one chunk: when the
 // launcher picks it (channel extents multiples of kVec), a chunk starting at a
 // multiple of kVec must be all zero-fill or kVec consecutive offsets.
