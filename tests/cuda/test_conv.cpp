@@ -543,7 +543,9 @@ void check_host_gemms(const Shape& s) {
     // work, and 1/(sh*sw) of it when every phase has taps (kh % sh == 0 ...).
     const int64_t all_taps = int64_t(G) * q.n * q.h * q.w * q.cg * q.kh * q.kw * q.og;
     EXPECT_LE(macs, all_taps) << s.name;
-    if (q.sh > 1 && q.kh % q.sh == 0 && q.dh == 1 && q.sw == 1) EXPECT_LE(macs * q.sh, all_taps) << s.name;
+    if (q.sh > 1 && q.kh % q.sh == 0 && q.dh == 1 && q.sw == 1) {
+      EXPECT_LE(macs * q.sh, all_taps) << s.name;
+    }
     EXPECT_TRUE(close_to_twin(dx, cs.dx, 1e-5, std::string("host backward-data gather ") + s.name));
   }
   // Backward-weight: dw[g*og + m][n] = sum_pix A[m][pix] * B[pix][n].
