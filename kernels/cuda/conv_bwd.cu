@@ -220,8 +220,8 @@ void conv2d_backward_data(const Conv2dParams& p, const void* dy, const void* w, 
   a.k_tiles_per_split = (a.K + bk - 1) / bk;
   a.split_stride = 0;
   // The phase's K is a multiple of O/g, so 16-byte chunks never straddle taps
-  // (wt comes from cudaMallocAsync: aligned).
-  a.vec = q.og % vec == 0 && aligned16(dy);
+  // (wt comes from cudaMallocAsync: aligned in practice; checked, not assumed).
+  a.vec = q.og % vec == 0 && aligned16(dy) && aligned16(wt.p);
   a.plain = is_plain(p);
   a.pair_out = q.cg % 2 == 0 && aligned_to(dx, 2 * es);
   // Phases, at most 65535 / groups per launch (grid z).
@@ -281,6 +281,7 @@ void conv2d_backward_weight(const Conv2dParams& p, const void* x, const void* dy
   a.split_stride = w_count;
   StreamScratch partial(static_cast<size_t>(a.splits) * static_cast<size_t>(w_count) * sizeof(float), stream);
   a.out = partial.p;
+  a.pair_out = a.pair_out && aligned_to(partial.p, 2 * sizeof(float));
   GRAFT_DISPATCH_FLOAT(dt, T, {
     launch_igemm<T, BwdWeightPolicy>(a, q.groups, stream);
     sum_partials_kernel<T><<<grid_for(w_count, 256, 4096), 256, 0, stream>>>(static_cast<const float*>(partial.p),
