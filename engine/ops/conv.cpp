@@ -161,7 +161,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                            grads[1] = dw;
                          }
                          // The bias gradient: dy summed over N, H, W (the reduce kernels, f32).
-                         if (needs[2]) grads[2] = sum(gc, {0, 2, 3}).to(bias_dt);
+                         // Summed in the bias's dtype (an f32 bias of a bf16 layer gets an f32 sum).
+                         if (needs[2]) grads[2] = sum(gc.to(bias_dt), {0, 2, 3});
                          return grads;
                        }
                        const float* dy = gc.data<float>();

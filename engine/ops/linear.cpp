@@ -304,7 +304,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                          if (needs[2]) {  // db = column sums of dy (the reduce kernels)
                            std::vector<int64_t> dims;
                            for (int64_t d = 0; d + 1 < gc.dim(); ++d) dims.push_back(d);
-                           grads[2] = (dims.empty() ? gc.clone() : sum(gc, dims)).to(bias_dt);
+                           const Tensor gb = gc.to(bias_dt);  // summed in the bias's dtype
+                           grads[2] = dims.empty() ? gb.clone() : sum(gb, dims);
                          }
                          return grads;
                        }

@@ -96,7 +96,9 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
       autograd::record(name, y, {x, weight, bias},
                        [rows, c, fmt, dt, in_shape, in_dtype, dev, sx = autograd::Saved(xc, name),
                         sw = autograd::Saved(w, name), mean, rstd](const Tensor& g, const autograd::NeedsGrad& needs) {
-                         auto [gc, out] = batch_norm_grads(g, fmt, in_shape, in_dtype, dev, c, needs);
+                         BatchNormGrads r = batch_norm_grads(g, fmt, in_shape, in_dtype, dev, c, needs);
+                         const Tensor& gc = r.gc;  // named, not a structured binding: lambdas capture it (C++17)
+                         std::vector<Tensor>& out = r.out;
                          const Tensor xs = sx.get(), ws = sw.get();
                          cuda::launch("batch_norm backward", dev, [&](cudaStream_t s) {
                            kernels::cuda::batch_norm_backward_train(
@@ -121,7 +123,9 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
                      [rows, c, fmt, feps, dt, in_shape, in_dtype, dev,
                       sx = autograd::Saved(keep_x ? xc : Tensor(), name), sw = autograd::Saved(w, name), rm,
                       rv](const Tensor& g, const autograd::NeedsGrad& needs) {
-                       auto [gc, out] = batch_norm_grads(g, fmt, in_shape, in_dtype, dev, c, needs);
+                       BatchNormGrads r = batch_norm_grads(g, fmt, in_shape, in_dtype, dev, c, needs);
+                       const Tensor& gc = r.gc;
+                       std::vector<Tensor>& out = r.out;
                        const Tensor xs = sx.get(), ws = sw.get();
                        cuda::launch("batch_norm backward", dev, [&](cudaStream_t s) {
                          kernels::cuda::batch_norm_backward_eval(

@@ -621,8 +621,12 @@ TEST(EngineOpsCuda, AttentionFusedAndUnfused) {
   const Tensor mask = rnd({2, 1, 1, 150}, gen, -3.f, 0.f);
   AttentionOptions causal;
   causal.causal = true;
+  const Tensor square = rnd({1, 1, 40, 40}, gen, -2.f, 0.f), square_gpu = square.to(kGpu);
   OpCase masked{"attention fused, mask + causal", {rnd({1, 2, 40, 32}, gen), rnd({1, 2, 40, 32}, gen), rnd({1, 2, 40, 32}, gen)},
-                [causal](auto& v) { return scaled_dot_product_attention(v[0], v[1], v[2], Tensor(), causal); }};
+                [causal, square, square_gpu](auto& v) {
+                  return scaled_dot_product_attention(v[0], v[1], v[2], v[0].device().is_cuda() ? square_gpu : square,
+                                                      causal);
+                }};
   check_op(masked, DType::bf16);
   const Tensor mask_gpu = mask.to(kGpu);
   OpCase with_mask{"attention fused, additive mask", {rnd(qs, gen), rnd(ks, gen), rnd(ks, gen)},
