@@ -98,7 +98,9 @@ kg::OptimTensor fused_entry(const Tensor& p, const Tensor& g, const Tensor& s0, 
 template <class Launch>
 void launch_fused(const char* op, detail::CudaTableRing& ring, const std::map<FusedKey, FusedList>& lists,
                   Launch launch) {
-  for (const auto& [key, list] : lists) {
+  for (const auto& entry : lists) {  // not a structured binding: the lambda below captures them (C++17)
+    const FusedKey& key = entry.first;
+    const FusedList& list = entry.second;
     const int device = std::get<0>(key);
     const DType grad_dtype = std::get<1>(key);
     cuda::launch(op, Device::cuda(device), [&](cudaStream_t stream) {
