@@ -355,12 +355,19 @@ void copy_any(const Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   if (dst.device() == src.device()) return copy_on_device(dst, src);
   if (flat_copy(dst, src)) {
+    const bool across_gpus = dst.device().is_cuda() && src.device().is_cuda();
+    // Two GPUs: their streams are not ordered with each other. The source's
+    // pending work (e.g. the conversion that produced a staged copy) must be
+    // done before the copy reads it, and the copy done before the source may
+    // be freed and its block handed out again.
+    if (across_gpus) cuda::current_stream(src.device().index).synchronize();
     // The CUDA side's device is current for the copy (on its current stream).
     cuda::DeviceGuard on_device(dst.device().is_cuda() ? dst.device().index : src.device().index);
     cuda::CopyKind k = src.device().is_cpu()   ? cuda::CopyKind::host_to_device
                        : dst.device().is_cpu() ? cuda::CopyKind::device_to_host
                                                : cuda::CopyKind::device_to_device;
     cuda::copy(dst.raw_data(), src.raw_data(), dst.nbytes(), k);
+    if (across_gpus) cuda::current_stream(dst.device().index).synchronize();
     return;
   }
   if (src.device().is_cpu()) {

@@ -149,6 +149,17 @@ bool Optimizer::updatable(const Tensor& p, const char* opt) const {
 }
 
 namespace {
+// Optimizer state lives on its parameter's device. A parameter moved after
+// the optimizer stepped (Module::to) keeps state on the old device: a kernel
+// would then dereference memory of the wrong device (a host crash, or an
+// illegal address that poisons the CUDA context), so it is an error here.
+void check_state_device(const Tensor& state, const Tensor& p, const char* opt) {
+  GRAFT_CHECK(state.device() == p.device(),
+              opt << ": the state of parameter '" << p.name() << "' is on " << state.device().str()
+                  << " but the parameter is now on " << p.device().str()
+                  << " (moved after the optimizer stepped; build the optimizer after Module::to)");
+}
+
 // The gradient in the parameter's memory layout (a conv weight may be stored
 // packed channels-last), so the update runs flat over matching elements.
 Tensor grad_like(const Tensor& p) {
@@ -180,6 +191,7 @@ void SGD::step() {
           first = it == momentum_.end();
           if (first) it = momentum_.emplace(p.impl_ptr().get(), Tensor::zeros_like(p)).first;
           buf = it->second;
+          check_state_device(buf, p, "SGD");
         }
         FusedList& list = fused[FusedKey{p.device().index, g.dtype(), first ? 1 : 0}];
         list.tensors.push_back(fused_entry(p, g, buf, Tensor(), group));
@@ -198,6 +210,7 @@ void SGD::step() {
         auto it = momentum_.find(p.impl_ptr().get());
         s.first_step = it == momentum_.end();
         if (s.first_step) it = momentum_.emplace(p.impl_ptr().get(), Tensor::zeros_like(p)).first;
+        check_state_device(it->second, p, "SGD");
         buf = it->second.data<float>();
       }
       kernels::cpu::sgd_update(p.data<float>(), g.data<float>(), buf, p.numel(), s);
@@ -240,6 +253,7 @@ void Adam::step() {
       if (it == state_.end())
         it = state_.emplace(p.impl_ptr().get(), State{Tensor::zeros_like(p), Tensor::zeros_like(p), 0}).first;
       State& st = it->second;
+      check_state_device(st.m, p, name);
       if (p.device().is_cuda()) {
         FusedList& list = fused[FusedKey{p.device().index, g.dtype(), ++st.step}];
         list.tensors.push_back(fused_entry(p, g, st.m, st.v, group));

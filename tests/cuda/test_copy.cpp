@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/kernel_launch.h"
 #include "engine/core/tensor.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/support/reference.h"
@@ -123,6 +124,23 @@ TEST(CopyKernel, FillWritesTheGivenBits) {
     Tensor got = Tensor::empty({3, 7}, t);
     d.download_into(got);
     EXPECT_EQ(std::memcmp(got.raw_data(), want.raw_data(), want.nbytes()), 0) << dtype_name(t);
+  }
+}
+
+// The engine's dtype -> kernel element type map (cuda::elem_type, used by
+// every CUDA copy and fill) and the float-kernel map (cuda::kernel_dtype):
+// same size, same name, for every dtype. Runs without a GPU.
+TEST(CopyKernel, EngineDtypesMapToTheKernelTypes) {
+  for (DType t : kAll) {
+    const kg::ElemType e = cuda::elem_type(t);
+    EXPECT_EQ(kg::elem_type_size(e), dtype_size(t)) << dtype_name(t);
+    EXPECT_STREQ(kg::elem_type_name(e), dtype_name(t));
+    if (t == DType::f32 || t == DType::f16 || t == DType::bf16) {
+      EXPECT_EQ(kg::dtype_size(cuda::kernel_dtype(t, "test")), dtype_size(t)) << dtype_name(t);
+      EXPECT_STREQ(kg::dtype_name(cuda::kernel_dtype(t, "test")), dtype_name(t));
+    } else {
+      EXPECT_THROW(cuda::kernel_dtype(t, "test"), Error) << dtype_name(t);
+    }
   }
 }
 

@@ -541,6 +541,30 @@ TEST(EngineOpsCuda, ModuleToMovesParametersInPlace) {
   EXPECT_TRUE(handle.device().is_cpu());
 }
 
+// State made on the CPU, then the module moved: an error naming the parameter
+// and the devices, not a kernel reading host memory (or the CPU loop reading
+// device memory after a move back).
+TEST(EngineOpsCuda, OptimizerStateLeftOnTheOldDeviceIsAnError) {
+  REQUIRE_GPU();
+  for (bool adam : {false, true}) {
+    SCOPED_TRACE(adam ? "adam" : "sgd momentum");
+    nn::BatchNorm2d bn(4);
+    std::unique_ptr<optim::Optimizer> opt;
+    if (adam) {
+      opt = std::make_unique<optim::Adam>(std::vector<Tensor>{bn.weight}, optim::adamw_options(1e-2, 0.0));
+    } else {
+      optim::SgdOptions o;
+      o.momentum = 0.9;
+      opt = std::make_unique<optim::SGD>(std::vector<Tensor>{bn.weight}, o);
+    }
+    bn.weight.set_grad(Tensor::ones({4}));
+    opt->step();  // state on the CPU
+    bn.to(kGpu);
+    bn.weight.set_grad(Tensor::ones({4}, DType::f32, kGpu));
+    EXPECT_TRUE(testing::throws_naming([&] { opt->step(); }, {"is on cpu", "cuda:0", "Module::to"}));
+  }
+}
+
 // ---- tensor-core ops: GEMM, implicit-GEMM and depthwise convolution, fused attention ----------
 // f32 runs on TF32 tensor cores (10 mantissa bits): 3e-3 relative instead of 1e-5.
 constexpr double kTf32Scale = 300.0;
