@@ -142,10 +142,12 @@ Tensor attention_fused_cuda(const Tensor& q, const Tensor& k, const Tensor& v, c
                        Tensor dq = needs[0] ? Tensor::empty(qs.shape(), dt, qs.device()) : Tensor();
                        Tensor dk = needs[1] ? Tensor::empty(ks.shape(), dt, ks.device()) : Tensor();
                        Tensor dv = needs[2] ? Tensor::empty(vs.shape(), dt, vs.device()) : Tensor();
-                       const Tensor work = Tensor::empty({kernels::cuda::attention_backward_workspace_bytes(p)},
-                                                         DType::u8, qs.device());
                        auto ptr = [](const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; };
                        cuda::launch("attention backward", qs.device(), [&](cudaStream_t s) {
+                         // Inside the launch (a build without CUDA has no kernels to ask); freed after
+                         // the queueing, reused only by later work on the same stream.
+                         const Tensor work = Tensor::empty({kernels::cuda::attention_backward_workspace_bytes(p)},
+                                                           DType::u8, qs.device());
                          kernels::cuda::attention_backward(
                              cuda::kernel_dtype(dt, "attention backward"), p, qs.raw_data(), ks.raw_data(),
                              vs.raw_data(), ms.defined() ? static_cast<const float*>(ms.raw_data()) : nullptr,
