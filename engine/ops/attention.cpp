@@ -51,20 +51,20 @@ void check_mask(const Tensor& mask, const Shape& target) {
                                      << "pass mask.detach()");
 }
 
-// A bool keep-mask becomes 0 (keep) / -inf (drop) of the mask's own shape; an
-// f32 mask is used as it is, with its own strides (no copy, no expansion).
+// The additive f32 form of a mask on the mask's device (either device): a bool
+// keep-mask becomes 0 (keep) / -inf (drop) of the mask's own shape; an f32
+// mask is used as it is.
+Tensor additive_mask(const Tensor& mask) {
+  if (mask.dtype() != DType::boolean) return mask.detach();
+  const Tensor zero = Tensor::zeros({1}, DType::f32, mask.device());
+  const Tensor neg_inf = Tensor::full({1}, -std::numeric_limits<double>::infinity(), DType::f32, mask.device());
+  return where(mask, zero, neg_inf);
+}
+
+// The mask as the kernels read it, with its own strides (no expansion).
 KernelMask prepare_mask(const Tensor& mask, const Shape& target) {
   KernelMask km;
-  if (mask.dtype() == DType::boolean) {
-    const Tensor keep = mask.contiguous();
-    km.additive = Tensor::empty(mask.shape(), DType::f32, mask.device());
-    const auto* k = keep.data<uint8_t>();
-    float* a = km.additive.data<float>();
-    const float neg_inf = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < keep.numel(); ++i) a[i] = k[i] ? 0.f : neg_inf;
-  } else {
-    km.additive = mask.detach();
-  }
+  km.additive = additive_mask(mask);
   const int64_t lead = 4 - mask.dim();
   for (int64_t d = 0; d < mask.dim(); ++d) {
     km.stride[lead + d] = (mask.shape()[d] == 1 && target[lead + d] != 1) ? 0 : km.additive.strides()[d];
@@ -80,15 +80,6 @@ KernelMask prepare_mask(const Tensor& mask, const Shape& target) {
 // whose keys are all masked gives NaN where the fused kernels give 0.
 bool fused_on_cuda(const Tensor& q, int64_t D, int64_t Dv) {
   return (q.dtype() == DType::bf16 || q.dtype() == DType::f16) && D == Dv && (D == 32 || D == 64 || D == 128);
-}
-
-// The additive f32 form of a mask on the mask's device: a bool keep-mask
-// becomes 0 / -inf.
-Tensor additive_mask(const Tensor& mask) {
-  if (mask.dtype() != DType::boolean) return mask.detach();
-  const Tensor zero = Tensor::zeros({1}, DType::f32, mask.device());
-  const Tensor neg_inf = Tensor::full({1}, -std::numeric_limits<double>::infinity(), DType::f32, mask.device());
-  return where(mask, zero, neg_inf);
 }
 
 Tensor attention_unfused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const cpu::AttentionParams& p) {
@@ -109,16 +100,13 @@ Tensor attention_fused_cuda(const Tensor& q, const Tensor& k, const Tensor& v, c
   Tensor additive;
   int64_t mask_elements = 0;
   if (mask.defined()) {
-    additive = additive_mask(mask).contiguous();
-    const Shape target{p.batch, p.heads, p.seq_q, p.seq_k};
-    int64_t stride[4] = {0, 0, 0, 0};
-    const int64_t lead = 4 - additive.dim();
-    for (int64_t d = 0; d < additive.dim(); ++d)
-      stride[lead + d] = (additive.shape()[d] == 1 && target[lead + d] != 1) ? 0 : additive.strides()[d];
-    p.mask_stride_b = stride[0];
-    p.mask_stride_h = stride[1];
-    p.mask_stride_q = stride[2];
-    p.mask_stride_k = stride[3];
+    // Contiguous, so the allocation holds exactly numel() floats (the kernels' bound).
+    const KernelMask km = prepare_mask(mask.contiguous(), {p.batch, p.heads, p.seq_q, p.seq_k});
+    additive = km.additive;
+    p.mask_stride_b = km.stride[0];
+    p.mask_stride_h = km.stride[1];
+    p.mask_stride_q = km.stride[2];
+    p.mask_stride_k = km.stride[3];
     mask_elements = additive.numel();
   }
   const DType dt = q.dtype();

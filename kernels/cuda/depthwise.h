@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/conv.h"
+#include "kernels/cuda/conv.h"  // ConvActivation
 #include "kernels/cuda/dtype.h"
 
 typedef struct CUstream_st* cudaStream_t;
@@ -42,7 +43,7 @@ namespace graft::kernels::cuda {
 
 using cpu::Conv2dParams;
 
-enum class DwActivation : int { none = 0, relu = 1, relu6 = 2, silu = 3 };
+using DwActivation = ConvActivation;  // none, relu, relu6, silu: the same activations as the conv epilogue
 
 // Fused forward epilogue, per channel c, in f32 before the final rounding:
 //   y = act(fma(conv, scale[c], shift[c]))
