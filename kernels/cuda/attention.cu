@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const Args a) {
   constexpr int kBM = fwd_block_m<D>();   // query rows per CTA
   static_assert(kBM == 16 * kMT * kWarps, "each warp owns kMT m-tiles of 16 rows");
   constexpr int kStride = D + kPad;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  GRAFT_DYNAMIC_SMEM(unsigned char, smem_raw);
   uint16_t* sQ = reinterpret_cast<uint16_t*>(smem_raw);  // kBM x kStride
   uint16_t* sK = sQ + kBM * kStride;                      // 2 x kBlockN x kStride
   uint16_t* sV = sK + 2 * kBlockN * kStride;              // 2 x kBlockN x kStride
@@ -404,7 +404,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_kernel(const Args a) {
   static_assert(kBM % 16 == 0 && kBM <= 64, "whole k-steps; at most 32 dropout bits");
   constexpr int kStride = D + kPad;
   constexpr int kSStride = kBM + kPad;  // dS^T rows (keys) of kBM queries
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  GRAFT_DYNAMIC_SMEM(unsigned char, smem_raw);
   uint16_t* sK = reinterpret_cast<uint16_t*>(smem_raw);  // kBlockN x kStride
   uint16_t* sV = sK + kBlockN * kStride;                   // kBlockN x kStride
   uint16_t* sQ = sV + kBlockN * kStride;                   // 2 x kBM x kStride

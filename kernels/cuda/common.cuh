@@ -43,6 +43,18 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { retu
     }                                                                                            \
   } while (0)
 
+// ---- dynamic shared memory -----------------------------------------------------------------
+// The launch's dynamic shared memory as `T* name`, 128-byte aligned. (The
+// host emulator used by the tests on machines without a GPU hands out its
+// per-block buffer instead: tests/emu/cuda_emu.h.)
+#if defined(GRAFT_CUDA_EMULATION)
+#define GRAFT_DYNAMIC_SMEM(T, name) T* name = reinterpret_cast<T*>(::graft::emu::dynamic_smem())
+#else
+#define GRAFT_DYNAMIC_SMEM(T, name)                                        \
+  extern __shared__ __align__(128) unsigned char graft_dynamic_smem_[]; \
+  T* name = reinterpret_cast<T*>(graft_dynamic_smem_)
+#endif
+
 // ---- packed access ---------------------------------------------------------------------------
 // V consecutive elements loaded or stored as one access: 16 bytes for the
 // vector paths (V * sizeof(T) == 16), one element for a scalar path; wider

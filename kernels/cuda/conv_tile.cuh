@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, 2) conv_igemm_kernel(const __grid_co
   using Pol = P<T>;
   using S = Smem<T, Pol::kAK, Pol::kBK>;
   constexpr int BK = Elem<T>::kBK;
-  extern __shared__ __align__(128) char smem[];
+  GRAFT_DYNAMIC_SMEM(char, smem);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = (warp & 1) * kWarpM, wn = (warp >> 1) * kWarpN;

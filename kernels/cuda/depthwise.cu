@@ -112,7 +112,7 @@ __device__ __forceinline__ void load_row_weights(const float* ws, int a, int ct,
 template <typename T, int V, int K, int S>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<K>)
     dw_forward_fixed(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, Epi ep, Geometry g) {
-  extern __shared__ __align__(16) float ws[];
+  GRAFT_DYNAMIC_SMEM(float, ws);
   constexpr int TW = kTileW, NI = dw_index::fwd_columns(K, S);
   const int ct = blockDim.x * V, c_base = blockIdx.y * ct;
   stage_weights(w, ws, g.c, K * K, c_base, ct);
@@ -239,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<K, S>)
     dw_backward_data_fixed(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, Geometry g) {
   static_assert(kTileW % S == 0, "tile start must keep the phase (iw0 + pad_left) % S uniform");
   static_assert(S == 1 || S == 2, "phases 0..S-1 are dispatched below for S <= 2");
-  extern __shared__ __align__(16) float ws[];
+  GRAFT_DYNAMIC_SMEM(float, ws);
   constexpr int TW = kTileW;
   const int ct = blockDim.x * V, c_base = blockIdx.y * ct;
   stage_weights(w, ws, g.c, K * K, c_base, ct);
@@ -327,7 +327,7 @@ template <typename T, int V, int K, int S>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<K>)
     dw_backward_weight_fixed(const T* __restrict__ x, const T* __restrict__ dy, float* __restrict__ partial,
                              Geometry g) {
-  extern __shared__ float red[];  // [blockDim.z][K rows][K taps][ct]
+  GRAFT_DYNAMIC_SMEM(float, red);  // [blockDim.z][K rows][K taps][ct]
   constexpr int TW = kTileW, NI = dw_index::fwd_columns(K, S);
   const int ct = blockDim.x * V, c_base = blockIdx.y * ct;
   const int c0 = c_base + threadIdx.x * V;
@@ -403,7 +403,7 @@ template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
     dw_backward_weight_generic(const T* __restrict__ x, const T* __restrict__ dy, float* __restrict__ partial,
                                Geometry g) {
-  extern __shared__ float red[];  // [blockDim.y][ct]
+  GRAFT_DYNAMIC_SMEM(float, red);  // [blockDim.y][ct]
   const int ct = blockDim.x * V;
   const int c0 = (blockIdx.y * blockDim.x + threadIdx.x) * V;
   const int tap = blockIdx.z, a = tap / g.kw, b = tap - a * g.kw;

@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) gemm_tc_kernel
   using TileB = typename Tr::TileB;
   constexpr int S = Cfg::kStages, BK = Tr::kBK, MT = Cfg::MT, NT = Cfg::NT;
 
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  GRAFT_DYNAMIC_SMEM(unsigned char, smem_raw);
   E* const sA = reinterpret_cast<E*>(smem_raw);  // S stages of TileA
   E* const sB = sA + S * TileA::kElems;            // then S stages of TileB (kBytes % 16 == 0: aligned)
 

@@ -35,8 +35,47 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 namespace graft::kernels::cuda::mma {
+
+#if defined(GRAFT_CUDA_EMULATION)
+// The host emulator (tests/emu/cuda_emu.h) executes these instructions with
+// the lane layouts documented above; same signatures, no PTX.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool pred) {
+  ::graft::emu::cp_async(smem, gmem, 16, pred ? 16 : 0);
+}
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool pred) {
+  ::graft::emu::cp_async(smem, gmem, 4, pred ? 4 : 0);
+}
+__device__ __forceinline__ void cp_async_commit() { ::graft::emu::cp_async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { ::graft::emu::cp_async_wait(N); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) { ::graft::emu::ldmatrix(r, 4, false, p); }
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* p) { ::graft::emu::ldmatrix(r, 2, false, p); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  ::graft::emu::ldmatrix(r, 4, true, p);
+}
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], const void* p) {
+  ::graft::emu::ldmatrix(r, 2, true, p);
+}
+template <typename T>
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  ::graft::emu::mma(d, a, b,
+                    std::is_same<T, __half>::value ? ::graft::emu::MmaKind::f16_16816 : ::graft::emu::MmaKind::bf16_16816);
+}
+__device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  ::graft::emu::mma(d, a, b, ::graft::emu::MmaKind::tf32_1688);
+}
+// cvt.rna: round the magnitude to 10 mantissa bits, ties away from zero.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return u;  // inf, nan
+  return (u + 0x1000u) & 0xffffe000u;
+}
+#else
 
 // ---- addresses ---------------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -130,6 +169,8 @@ __device__ __forceinline__ uint32_t to_tf32(float x) {
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
   return r;
 }
+
+#endif  // GRAFT_CUDA_EMULATION
 
 // ---- packing -----------------------------------------------------------------------------------
 // Two f32 values -> one register of two 16-bit elements, `lo` in the low half

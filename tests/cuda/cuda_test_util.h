@@ -16,18 +16,40 @@
 #include <string>
 #include <vector>
 
+#if !defined(GRAFT_CUDA_EMULATION)
 #include "engine/core/cuda_runtime.h"
+#endif
 #include "gtest/gtest.h"
 #include "kernels/cuda/dtype.h"
 
 namespace graft::testing {
 
-// Skips the test, saying why, where no GPU answers.
+// Skips the test, saying why, where no GPU answers. (Under the host emulator,
+// tests/emu, the kernels always run.)
+#if defined(GRAFT_CUDA_EMULATION)
+#define REQUIRE_GPU() \
+  do {               \
+  } while (0)
+#else
 #define REQUIRE_GPU()                                                                           \
   do {                                                                                          \
     if (!::graft::cuda_available())                                                             \
       GTEST_SKIP() << "no usable GPU (" << ::graft::cuda_unavailable_reason()                    \
                    << "): this CUDA test runs on the GPU machine (tools/gpu/check.sh)";          \
+  } while (0)
+#endif
+
+// True where the kernels run on the host emulator: tests whose point is a
+// large size keep their shapes on a GPU and take smaller ones (or skip, saying
+// so) there, where a block of 256 threads costs about a millisecond.
+#if defined(GRAFT_CUDA_EMULATION)
+constexpr bool kEmulated = true;
+#else
+constexpr bool kEmulated = false;
+#endif
+#define SKIP_ON_EMULATOR(why)                                                          \
+  do {                                                                                 \
+    if (::graft::testing::kEmulated) GTEST_SKIP() << "on the GPU only (" << why << ")"; \
   } while (0)
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call

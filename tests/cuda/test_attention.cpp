@@ -492,6 +492,7 @@ TEST(CudaAttention, LongSequence4096MatchesTwin) {
   REQUIRE_GPU();
   for (DataType t : kTypes)
     for (int64_t d : {64, 128}) {
+      if (kEmulated && (t != DataType::bf16 || d != 64)) continue;  // one of the four there
       Case c;
       c.Sq = c.Sk = 4096, c.D = d;
       run_case(c, t, false);

