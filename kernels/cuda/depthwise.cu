@@ -650,7 +650,8 @@ template <typename T, int K, int S>
 void launch_backward_weight_fixed(const T* x, const T* dy, T* grad_w, const Geometry& g, cudaStream_t stream) {
   constexpr int V = vec_width<T>();
   const ChannelTiles ctl = channel_tiles(g.c, V);
-  const int pz = std::max(1, kThreads / (ctl.vecs_per_block * K));
+  // blockDim.z is at most 64 (a single-vector channel tile with K = 3 would ask for 85).
+  const int pz = std::min(64, std::max(1, kThreads / (ctl.vecs_per_block * K)));
   const int64_t tiles = int64_t(g.n) * g.oh * ((g.ow + kTileW - 1) / kTileW);
   const int slices = weight_slices((tiles + pz - 1) / pz, ctl.tiles);
   const dim3 grid(slices, ctl.tiles), block(ctl.vecs_per_block, K, pz);
