@@ -68,7 +68,14 @@ void check_layer_norm(DataType t, int64_t rows, int64_t d, bool affine, size_t s
   kc::layer_norm_backward(dg.ptr(), dx.ptr(), dmean.f32(), drstd.f32(), opt(affine, dw), dgx.ptr(), dgw.f32(),
                           dgb.f32(), rows, d, t, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  EXPECT_TRUE(close_to_twin(dgx.download(), gx, default_tolerance(t), "grad_x " + what));
+  if (d == 1) {
+    // One column: xhat is 0 and grad_x is exactly 0 in exact arithmetic; the
+    // twin's value is rounding noise (rstd = 1/sqrt(eps) amplifies it), so
+    // compare with the exact answer instead.
+    for (float v : dgx.download()) EXPECT_LE(std::fabs(v), 1e-4f) << "grad_x " << what;
+  } else {
+    EXPECT_TRUE(close_to_twin(dgx.download(), gx, default_tolerance(t), "grad_x " + what));
+  }
   EXPECT_TRUE(close_to_twin(dgw.download(), gw, kSumTol, "grad_weight " + what));
   EXPECT_TRUE(close_to_twin(dgb.download(), gb, kSumTol, "grad_bias " + what));
 }
