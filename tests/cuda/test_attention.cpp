@@ -482,6 +482,7 @@ TEST(CudaAttention, MatchesTwinForEverySequenceLengthAndHeadDim) {
   for (DataType t : kTypes)
     for (int64_t d : {32, 64, 128})
       for (int64_t s : {1, 7, 64, 197, 1000}) {
+        if (kEmulated && s == 1000 && d != 64) continue;  // the long case at one head dim there
         Case c;
         c.B = s >= 1000 ? 1 : 2, c.H = s >= 1000 ? 2 : 3, c.Sq = s, c.Sk = s, c.D = d;
         run_case(c, t, /*with_naive=*/s <= 197);

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -470,10 +471,12 @@ TEST(CudaGemm, LinearLayerShapes) {
     int64_t in, out, rows;
   };
   const Layer layers[] = {{768, 768, tokens}, {768, 3072, tokens}, {3072, 768, tokens}, {2048, 1000, 64}};
-  for (const Layer& l : layers) {
-    for (DataType t : kTypes) {
+  for (size_t li = 0; li < std::size(layers); ++li) {
+    const Layer& l = layers[li];
+    for (size_t ti = 0; ti < std::size(kTypes); ++ti) {
+      const DataType t = kTypes[ti];
       if (t == DataType::f16 && l.in == 3072) continue;  // f16 on the other three; keeps the run short
-      if (kEmulated && l.in == 3072) continue;
+      if (kEmulated && (l.in == 3072 || ti != li % std::size(kTypes))) continue;  // one dtype per layer there
       Case fwd = shape(Trans::no, Trans::yes, l.rows, l.out, l.in);  // x (rows x in) . W^T (W: out x in)
       fwd.bias = true;
       run_case(fwd, t);
@@ -494,6 +497,8 @@ TEST(CudaGemm, EpilogueMatchesTwin) {
     for (GemmActivation act : acts)
       for (const auto& s : {std::array<int64_t, 3>{70, 90, 45}, std::array<int64_t, 3>{520, 304, 96},
                             std::array<int64_t, 3>{1032, 2056, 40}}) {
+        // The emulator takes the 128x128-tile shape with one activation (the epilogue code is shared).
+        if (kEmulated && s[0] == 1032 && act != GemmActivation::relu6) continue;
         Case c = shape(Trans::no, Trans::yes, s[0], s[1], s[2]);
         c.act = act;
         c.bias = true;

@@ -4,6 +4,9 @@
 #include "tests/emu/cuda_emu.h"
 
 #include <sys/mman.h>
+#if defined(__SANITIZE_ADDRESS__) || defined(__clang__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -116,12 +119,37 @@ struct Context {
 #else
   ucontext_t uc;
 #endif
+  // The stack it runs on, for AddressSanitizer's fiber annotations (the
+  // scheduler's is learnt when a fiber first starts).
+  const void* stack_bottom = nullptr;
+  size_t stack_size = 0;
 };
-void switch_context(Context& from, Context& to) {
+
+// Under AddressSanitizer every switch is announced, so that it tracks the
+// fibers' stacks (GRAFT_EMU_ASAN: an ASan build of the emulated tests).
+#if defined(__SANITIZE_ADDRESS__)
+#define GRAFT_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GRAFT_EMU_ASAN 1
+#endif
+#endif
+
+// `leaving`: the calling context ends for good (a finished fiber).
+void switch_context(Context& from, Context& to, bool leaving = false) {
+#if defined(GRAFT_EMU_ASAN)
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(leaving ? nullptr : &fake, to.stack_bottom, to.stack_size);
+#else
+  (void)leaving;
+#endif
 #if defined(__x86_64__)
   graft_emu_switch(&from.sp, to.sp);
 #else
   swapcontext(&from.uc, &to.uc);
+#endif
+#if defined(GRAFT_EMU_ASAN)
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
 }
 
@@ -228,6 +256,9 @@ void release_barrier_if_complete(Block& b) {
 void fiber_entry() {
   Block& b = *t_block;
   Fiber& f = *t_fiber;
+#if defined(GRAFT_EMU_ASAN)
+  __sanitizer_finish_switch_fiber(nullptr, &b.scheduler.stack_bottom, &b.scheduler.stack_size);
+#endif
   try {
     (*b.body)();
   } catch (const std::exception& e) {
@@ -239,11 +270,13 @@ void fiber_entry() {
   f.wait = Wait::done;
   --b.live;
   release_barrier_if_complete(b);
-  switch_context(f.ctx, b.scheduler);
+  switch_context(f.ctx, b.scheduler, true);
 }
 
 // A context that starts fiber_entry() on `stack` when switched to.
 void start_context(Context& c, char* stack) {
+  c.stack_bottom = stack;
+  c.stack_size = kStackBytes;
 #if defined(__x86_64__)
   // The frame graft_emu_switch pops: control words, six registers, then the
   // return address (fiber_entry) with a null "caller" above it, so that at
@@ -352,7 +385,7 @@ void run_block(Block& b, const LaunchConfig& cfg, uint3 block_idx) {
     b.error = os.str();
   }
   t_fiber->wait = Wait::done;
-  switch_context(t_fiber->ctx, b.scheduler);
+  switch_context(t_fiber->ctx, b.scheduler, true);
   std::abort();  // never resumed
 }
 
