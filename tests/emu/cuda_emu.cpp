@@ -5,6 +5,7 @@
 
 #include <sys/mman.h>
 #if defined(__SANITIZE_ADDRESS__) || defined(__clang__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #include <ucontext.h>
@@ -277,6 +278,10 @@ void fiber_entry() {
 void start_context(Context& c, char* stack) {
   c.stack_bottom = stack;
   c.stack_size = kStackBytes;
+#if defined(GRAFT_EMU_ASAN)
+  // A reused stack still carries the redzones of the frames that never returned.
+  __asan_unpoison_memory_region(stack, kStackBytes);
+#endif
 #if defined(__x86_64__)
   // The frame graft_emu_switch pops: control words, six registers, then the
   // return address (fiber_entry) with a null "caller" above it, so that at
