@@ -655,8 +655,10 @@ void* device_alloc(size_t bytes) {
     std::lock_guard<std::mutex> lock(graft::emu::g_alloc_mutex);
     if (rounded > kDeviceBytes - g_used) return nullptr;
   }
-  void* p = std::aligned_alloc(256, rounded);
-  if (!p) return nullptr;
+  // Exactly `bytes` (256-byte aligned, like cudaMalloc), so that under
+  // AddressSanitizer a read past the end is caught even inside the rounding.
+  void* p = nullptr;
+  if (posix_memalign(&p, 256, std::max<size_t>(bytes, 1)) != 0) return nullptr;
   std::memset(p, 0xCD, bytes);  // device memory starts undefined
   std::lock_guard<std::mutex> lock(graft::emu::g_alloc_mutex);
   graft::emu::allocations()[reinterpret_cast<uintptr_t>(p)] = bytes;
