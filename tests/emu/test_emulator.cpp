@@ -7,13 +7,13 @@
 
 #include <cstdint>
 #include <cstring>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/mma.cuh"
+#include "tests/cuda/cuda_test_util.h"
 
 namespace {
 
@@ -177,19 +177,6 @@ TEST(CudaEmulator, AsyncCopiesLandAtTheWaitAndStayInBounds) {
 
 // ---- fragments --------------------------------------------------------------------------------
 
-uint16_t bf16_bits(float v) {
-  const __nv_bfloat16 b = __float2bfloat16_rn(v);
-  uint16_t u;
-  std::memcpy(&u, &b, 2);
-  return u;
-}
-float bf16_value(uint16_t u) {
-  const uint32_t f = uint32_t(u) << 16;
-  float v;
-  std::memcpy(&v, &f, 4);
-  return v;
-}
-
 // One warp: A (16x16 row-major) through ldmatrix.x4, B (16x8, stored n-major:
 // B[k][n] at b[n*16 + k]) through ldmatrix.x2, then one mma.
 __global__ void one_mma(const uint16_t* a, const uint16_t* b, float* d) {
@@ -211,23 +198,19 @@ __global__ void one_mma(const uint16_t* a, const uint16_t* b, float* d) {
 }
 
 TEST(CudaEmulator, LdmatrixAndMmaFollowThePtxLayouts) {
-  std::mt19937 gen(3);
-  std::uniform_real_distribution<float> dist(-2, 2);
-  std::vector<uint16_t> a(256), b(128);
-  for (auto& v : a) v = bf16_bits(dist(gen));
-  for (auto& v : b) v = bf16_bits(dist(gen));
-  Device<uint16_t> da(256), db(128);
-  Device<float> dd(128);
-  da.put(a);
-  db.put(b);
-  one_mma | Config(1, 32, 1024)(da.p, db.p, dd.p);
-  const std::vector<float> d = dd.get();
+  using ::graft::kernels::cuda::DataType;
+  using ::graft::testing::DeviceArray;
+  const std::vector<float> a = ::graft::testing::round_to(::graft::testing::uniform_values(256, -2, 2, 3), DataType::bf16);
+  const std::vector<float> b = ::graft::testing::round_to(::graft::testing::uniform_values(128, -2, 2, 4), DataType::bf16);
+  DeviceArray da(a, DataType::bf16), db(b, DataType::bf16), dd(128);
+  one_mma | Config(1, 32, 1024)(da.get<uint16_t>(), db.get<uint16_t>(), dd.f32());
+  const std::vector<float> d = dd.download();
   // PTX m16n8k16 C/D fragment: lane = 4g + t holds D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1].
   for (int lane = 0; lane < 32; ++lane)
     for (int o = 0; o < 4; ++o) {
       const int g = lane / 4, t = lane % 4, m = g + (o / 2) * 8, n = 2 * t + o % 2;
       double want = 1.0 + o;
-      for (int k = 0; k < 16; ++k) want += double(bf16_value(a[m * 16 + k])) * bf16_value(b[n * 16 + k]);
+      for (int k = 0; k < 16; ++k) want += double(a[m * 16 + k]) * b[n * 16 + k];
       EXPECT_NEAR(d[lane * 4 + o], want, 1e-4) << "lane " << lane << " element " << o;
     }
 }
