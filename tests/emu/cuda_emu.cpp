@@ -547,9 +547,9 @@ void cp_async_wait(int pending) {
 
 // ---- ldmatrix and mma ---------------------------------------------------------------------------
 void ldmatrix(uint32_t* r, int count, bool trans, const void* smem_row) {
+  const int lane = me("ldmatrix").lane;  // first: outside a kernel there is no block
   Block& b = *t_block;
   const auto a = reinterpret_cast<uintptr_t>(smem_row);
-  const int lane = me("ldmatrix").lane;
   // Lanes 8i..8i+7 address matrix i; lanes beyond 8*count are ignored.
   if (lane < 8 * count) {
     if (a % 16 != 0) fiber_fault("ldmatrix row address not 16-byte aligned");
