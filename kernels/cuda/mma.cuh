@@ -180,12 +180,16 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi);
 template <>
 __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x = lo (low half), .y = hi
-  return *reinterpret_cast<uint32_t*>(&v);
+  uint32_t r;
+  memcpy(&r, &v, sizeof(r));  // not a pointer cast: the host emulator's compiler assumes strict aliasing
+  return r;
 }
 template <>
 __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
+  uint32_t r;
+  memcpy(&r, &v, sizeof(r));  // not a pointer cast: the host emulator's compiler assumes strict aliasing
+  return r;
 }
 
 }  // namespace graft::kernels::cuda::mma
